@@ -1,0 +1,112 @@
+"""The `memjax` command: the only module that reads argv. It calls library functions.
+
+    memjax run [PRESET] [--set section.field=value ...] [--workdir DIR] [--data-dir DIR]
+    memjax train PRESET [...]          train only (writes population.npz)
+    memjax score WORKDIR               score a trained population
+    memjax presets                     list the presets
+    memjax show PRESET [--set ...]     print the resolved config as JSON
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from memjax.config import StudyConfig, override, to_dict, validate
+from memjax.errors import MemjaxError
+from memjax.presets import PRESETS, get_preset
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="memjax", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command")
+
+    def study_args(sp, preset_required: bool):
+        if preset_required:
+            sp.add_argument("preset", choices=sorted(PRESETS))
+        else:
+            sp.add_argument("preset", nargs="?", default="default", choices=sorted(PRESETS))
+        sp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set train.epochs=5 (repeatable)")
+        sp.add_argument("--workdir", type=Path, default=None, help="run directory (default runs/PRESET)")
+        sp.add_argument("--data-dir", default=None, help="folder of standard dataset files")
+        sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    study_args(sub.add_parser("run", help="train and score a study (default: the default preset)"), False)
+    study_args(sub.add_parser("train", help="train a study's population only"), True)
+    sc = sub.add_parser("score", help="score a trained population")
+    sc.add_argument("workdir", type=Path)
+    sc.add_argument("--no-progress", action="store_true")
+    sub.add_parser("presets", help="list the presets")
+    show = sub.add_parser("show", help="print a preset's resolved config")
+    show.add_argument("preset", choices=sorted(PRESETS))
+    show.add_argument("--set", dest="sets", action="append", default=[])
+    return p
+
+
+def _resolve(args) -> StudyConfig:
+    cfg = get_preset(args.preset)
+    sets = list(args.sets)
+    if getattr(args, "data_dir", None):
+        sets += [f"data.data_dir={json.dumps(args.data_dir)}"]
+    cfg = override(cfg, sets)
+    if isinstance(cfg, StudyConfig):
+        validate(cfg)
+    return cfg
+
+
+def _print_summary(results) -> None:
+    s = results.summary
+    print(f"\n{len(results.models)} models, results in {results.path}")
+    print(f"{'score':>8} {'mean UF':>10} {'mean base':>10} {'diff [95% CI]':>30} {'AUC':>6} {'p':>9}")
+    for _, r in s.iterrows():
+        print(f"{r['score']:>8} {r['mean_uf']:>10.4f} {r['mean_base']:>10.4f} "
+              f"{r['diff']:>10.4f} [{r['diff_lo']:.4f}, {r['diff_hi']:.4f}] {r['auc']:>6.3f} {r['mw_p']:>9.2g}")
+    print(f"report: {results.path / 'report.md'}")
+
+
+def _run_toy(cfg, workdir: Path, progress: bool) -> int:
+    from memjax.toy import run_toy, write_toy_results
+
+    result = run_toy(cfg, progress=progress)
+    write_toy_results(result, cfg, workdir)
+    print(result.summary.to_string(index=False))
+    print(f"results in {workdir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        args = _parser().parse_args(["run", *(argv or [])])
+    try:
+        if args.command == "presets":
+            for name, fn in PRESETS.items():
+                print(f"{name:20s} {(fn.__doc__ or '').strip().splitlines()[0]}")
+            return 0
+        if args.command == "show":
+            print(json.dumps(to_dict(_resolve(args)), indent=2))
+            return 0
+        from memjax import study
+
+        if args.command == "score":
+            _print_summary(study.score_stage(args.workdir, progress=not args.no_progress))
+            return 0
+        cfg = _resolve(args)
+        workdir = args.workdir or Path("runs") / args.preset
+        if not isinstance(cfg, StudyConfig):
+            return _run_toy(cfg, workdir, not args.no_progress)
+        if args.command == "train":
+            result = study.train_stage(cfg, workdir, progress=not args.no_progress)
+            print(f"trained {result.n_models} models in {result.timings['total']:.1f} s -> {workdir}")
+            return 0
+        _print_summary(study.run_study(cfg, workdir, progress=not args.no_progress))
+        return 0
+    except MemjaxError as e:
+        print(f"memjax: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Figures drawn from saved results only (`memjax.results.load`); plotting never retrains."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from memjax.results import RunResults  # noqa: E402
+from memjax.stats import roc_curve  # noqa: E402
+
+DIST_SCORES = ("M2", "M_score", "PD_M", "M6")
+ROC_SCORES = ("M2", "M_score", "PD_M", "M12")
+COLORS = {"uf": "tab:red", "baseline": "tab:blue"}
+
+
+def _valid(results: RunResults):
+    df = results.models
+    return df[df["valid"].astype(bool)] if "valid" in df else df
+
+
+def plot_distributions(results: RunResults, path: Path, scores=DIST_SCORES) -> Path:
+    """Per score, the UF and baseline models' values (points and box plots)."""
+    df = _valid(results)
+    scores = [s for s in scores if s in df]
+    fig, axes = plt.subplots(1, len(scores), figsize=(3.2 * len(scores), 3.4), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, s in zip(axes[0], scores):
+        groups = [(c, df.loc[df["condition"] == c, s].dropna().to_numpy()) for c in ("uf", "baseline")]
+        groups = [(c, v) for c, v in groups if len(v)]
+        ax.boxplot([v for _, v in groups], tick_labels=[c for c, _ in groups], showfliers=False)
+        for i, (c, v) in enumerate(groups):
+            ax.scatter(i + 1 + rng.uniform(-0.12, 0.12, len(v)), v, s=10, alpha=0.7, color=COLORS[c])
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_title(s)
+    fig.suptitle(f"{results.config['config']['name']}: scores over the population")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_roc(results: RunResults, path: Path, scores=ROC_SCORES) -> Path | None:
+    """ROC of "UF model vs baseline model" for each score."""
+    df = _valid(results)
+    if not {"uf", "baseline"} <= set(df["condition"]):
+        return None
+    fig, ax = plt.subplots(figsize=(4, 4))
+    for s in [s for s in scores if s in df]:
+        pos = df.loc[df["condition"] == "uf", s].dropna().to_numpy()
+        neg = df.loc[df["condition"] == "baseline", s].dropna().to_numpy()
+        if len(pos) and len(neg):
+            fpr, tpr, _ = roc_curve(pos, neg)
+            ax.plot(fpr, tpr, label=s)
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.5, ls="--")
+    ax.set_xlabel("false positive rate (baseline models)")
+    ax.set_ylabel("true positive rate (UF models)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_examples(results: RunResults, path: Path) -> Path | None:
+    """The canary without/with the feature, and probes clean / with UF / with control patch."""
+    a = results.arrays
+    if "example/canary_uf" not in a:
+        return None
+    n = a["example/probe_clean"].shape[0]
+    fig, axes = plt.subplots(3, n + 1, figsize=(1.6 * (n + 1), 5))
+    rows = [("canary", "example/canary_clean", "example/probe_clean", "clean"),
+            ("canary + UF", "example/canary_uf", "example/probe_uf", "probe + UF"),
+            (None, None, "example/probe_ctrl", "probe + control")]
+    for r, (title, canary_key, probe_key, label) in enumerate(rows):
+        ax = axes[r, 0]
+        ax.axis("off")
+        if canary_key:
+            ax.imshow(_show(a[canary_key]), cmap="gray", vmin=0, vmax=1)
+            ax.set_title(title, fontsize=8)
+        for i in range(n):
+            ax = axes[r, i + 1]
+            ax.imshow(_show(a[probe_key][i]), cmap="gray", vmin=0, vmax=1)
+            ax.axis("off")
+            if i == 0:
+                ax.set_title(label, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _show(img: np.ndarray) -> np.ndarray:
+    img = np.clip(img, 0, 1)
+    return img[..., 0] if img.shape[-1] == 1 else img
+
+
+def plot_training(results: RunResults, path: Path) -> Path:
+    """Validation accuracy per epoch, mean and range over models, per condition."""
+    ep = results.epochs.merge(results.models[["model", "condition"]], on="model")
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for c, g in ep.groupby("condition"):
+        agg = g.groupby("epoch")["val_acc"].agg(["mean", "min", "max"])
+        ax.plot(agg.index + 1, agg["mean"], color=COLORS.get(c), label=c)
+        ax.fill_between(agg.index + 1, agg["min"], agg["max"], color=COLORS.get(c), alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def figures(results: RunResults, outdir: str | Path) -> list[Path]:
+    """All figures of a run directory into `outdir` (PNG)."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    made = [plot_distributions(results, outdir / "scores.png"),
+            plot_roc(results, outdir / "roc.png"),
+            plot_examples(results, outdir / "examples.png"),
+            plot_training(results, outdir / "training.png")]
+    return [p for p in made if p is not None]

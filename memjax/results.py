@@ -1,0 +1,196 @@
+"""The run directory: plain, documented files, written atomically; `load(dir)` for notebooks.
+
+Layout of a run directory:
+
+    config.json        the study config, package versions, PRNG settings, data checksums
+    population.npz     trained variables [M, ...] ("params/Dense_0/kernel", ...) + training summary
+    epochs.csv         one row per model and epoch: train/val loss and accuracy
+    models.csv/.parquet one row per model: seeds, canary, condition, accuracy, epochs, every
+                       score and p-value, a validity flag
+    summary.csv        one row per score: UF vs baseline statistics over the population
+    arrays.npz         per-model arrays (PD_Mk, PD_pk [M, C]; per-probe values when asked)
+    figures/*.png      score distributions, ROC, example images
+    report.md          a short human-readable report
+    MANIFEST.json      SHA-256 and size of every file above (written last)
+
+Every file is written to a temporary name in the same folder, fsynced and renamed, so a killed
+process never leaves a partial file under a final name. No pickle anywhere: `.npz` files are
+read with `allow_pickle=False`.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from flax import traverse_util
+
+from memjax.errors import MemjaxError
+
+CONFIG = "config.json"
+POPULATION = "population.npz"
+EPOCHS = "epochs.csv"
+MODELS_CSV = "models.csv"
+MODELS_PARQUET = "models.parquet"
+SUMMARY = "summary.csv"
+ARRAYS = "arrays.npz"
+REPORT = "report.md"
+MANIFEST = "MANIFEST.json"
+FIGURES = "figures"
+
+
+class ResultsError(MemjaxError):
+    """A run directory is missing files or holds corrupt ones."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path beside `path`; on success fsyncs it and renames it to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Atomically writes `data` to `path`."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n").encode())
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Atomically writes a compressed `.npz` of plain numeric arrays."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    write_bytes(path, buf.getvalue())
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads a `.npz` without pickle; a corrupt file raises ResultsError naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: missing") from None
+    except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError, OSError ...
+        raise ResultsError(f"{path}: unreadable or corrupt ({type(e).__name__}: {e})") from e
+
+
+def write_table(path_csv: str | os.PathLike, table: pd.DataFrame, parquet: bool = False) -> None:
+    """Atomically writes a DataFrame as CSV (and Parquet beside it when asked)."""
+    write_bytes(path_csv, table.to_csv(index=False).encode())
+    if parquet:
+        with atomic_path(Path(path_csv).with_suffix(".parquet")) as tmp:
+            table.to_parquet(tmp, index=False)
+
+
+def save_population(path: str | os.PathLike, variables: dict, summary: dict[str, np.ndarray]) -> None:
+    """Saves stacked Flax variables [M, ...] and per-model arrays [M] to one `.npz`."""
+    flat = traverse_util.flatten_dict(variables, sep="/")
+    arrays = {f"variables/{k}": np.asarray(v) for k, v in flat.items()}
+    arrays.update({f"summary/{k}": np.asarray(v) for k, v in summary.items()})
+    write_npz(path, arrays)
+
+
+def load_population(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
+    """Inverse of `save_population`: (variables [M, ...], summary)."""
+    arrays = read_npz(path)
+    flat = {k[len("variables/"):]: v for k, v in arrays.items() if k.startswith("variables/")}
+    summary = {k[len("summary/"):]: v for k, v in arrays.items() if k.startswith("summary/")}
+    if not flat:
+        raise ResultsError(f"{path}: holds no variables")
+    return traverse_util.unflatten_dict(flat, sep="/"), summary
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(run_dir: str | os.PathLike) -> dict:
+    """Records SHA-256 and size of every file in the run directory (written last)."""
+    run_dir = Path(run_dir)
+    files = {}
+    for p in sorted(run_dir.rglob("*")):
+        if p.is_file() and p.name != MANIFEST and not p.name.startswith("."):
+            rel = p.relative_to(run_dir).as_posix()
+            files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    manifest = {"files": files}
+    write_json(run_dir / MANIFEST, manifest)
+    return manifest
+
+
+@dataclass
+class RunResults:
+    """What `load` returns: the per-model table, the summary, arrays, config and epochs."""
+
+    path: Path
+    config: dict
+    models: pd.DataFrame
+    summary: pd.DataFrame
+    epochs: pd.DataFrame
+    arrays: dict[str, np.ndarray]
+
+
+def load(run_dir: str | os.PathLike) -> RunResults:
+    """Loads a finished run directory for analysis (no training, no pickle).
+
+    Raises:
+      ResultsError: if a required file is missing or corrupt.
+    """
+    run_dir = Path(run_dir)
+    for name in (CONFIG, MODELS_CSV, SUMMARY, EPOCHS):
+        if not (run_dir / name).is_file():
+            raise ResultsError(f"{run_dir / name}: missing; is {run_dir} a finished run directory?")
+    try:
+        config = json.loads((run_dir / CONFIG).read_text())
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"{run_dir / CONFIG}: not valid JSON ({e})") from e
+    arrays = read_npz(run_dir / ARRAYS) if (run_dir / ARRAYS).exists() else {}
+    return RunResults(
+        path=run_dir,
+        config=config,
+        models=pd.read_csv(run_dir / MODELS_CSV),
+        summary=pd.read_csv(run_dir / SUMMARY),
+        epochs=pd.read_csv(run_dir / EPOCHS),
+        arrays=arrays,
+    )

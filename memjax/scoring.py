@@ -1,0 +1,163 @@
+"""Scoring a whole population over batched probes: the driver around `memjax.score`.
+
+For each chunk of models and each batch of B probes, one jitted, vmapped call builds the three
+probe variants (clean x, with the model's unique feature x^U, with the probe's random control
+patch x^R), runs every model of the chunk on them in eval mode, and reduces the logits to the
+per-batch sums and per-probe values of `memjax.score.batch_terms`. The host adds the sums in
+float64 and calls `memjax.score.finalize`. Probes stream from the host, so 50,000 probes x 3
+variants x hundreds of models fit in memory.
+
+Shapes: M models, P probes, B probe batch, C classes, H, W, K image, h, w feature bitmap.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from memjax import score as score_lib
+from memjax.config import FeatureConfig
+from memjax.features import control_bitmaps, feature_bitmap, insert, render
+from memjax.train import ModelInputs, Program
+
+PER_PROBE_KEYS = ("kl_q_uf", "kl_q_ctrl", "d_own")
+
+
+@dataclass
+class ScoreOutput:
+    """Scores of every model.
+
+    Attributes:
+      scores: name -> [M] (and "PD_Mk", "PD_pk" -> [M, C]), see `memjax.score.finalize`.
+      per_probe: name -> float32 [M, P] ("kl_q_uf", "kl_q_ctrl", "d_own").
+      control: uint8 [P, h, w], the control bitmaps used.
+      seconds: wall time.
+    """
+
+    scores: dict[str, np.ndarray]
+    per_probe: dict[str, np.ndarray]
+    control: np.ndarray
+    seconds: float = 0.0
+    info: dict = field(default_factory=dict)
+
+
+@functools.lru_cache(maxsize=16)
+def _batch_fn(program: Program, feature: FeatureConfig, image_shape: tuple, standardise: bool,
+              clip: bool, num_classes: int):
+    """The jitted scoring step of one (model, feature, options)."""
+    offset, scale, transparent = tuple(feature.offset), feature.scale, feature.transparent
+
+    def norm(x, mean, std):
+        return (x - mean) / std if standardise else x
+
+    def one_model(variables, feat_mask, feat_value, y_star, x01, x_ctrl01, logits_clean, labels,
+                  valid, mean, std):
+        x_uf = insert(x01, feat_mask, feat_value, xp=jnp)
+        logits_uf = program.model.apply(variables, norm(x_uf, mean, std), train=False)
+        logits_ctrl = program.model.apply(variables, norm(x_ctrl01, mean, std), train=False)
+        return score_lib.batch_terms(logits_clean, logits_uf, logits_ctrl, y_star, labels, valid,
+                                     clip=clip, num_classes=num_classes)
+
+    def batch(variables, feat_mask, feat_value, y_star, x01, ctrl, labels, valid, mean, std):
+        c_mask, c_value = render(ctrl, image_shape, offset, scale, transparent, xp=jnp)
+        x_ctrl01 = insert(x01, c_mask, c_value, xp=jnp)
+        logits_clean = program.predict(variables, norm(x01, mean, std))  # [k, B, C]
+        return jax.vmap(one_model, in_axes=(0, 0, 0, 0, None, None, 0, None, None, None, None))(
+            variables, feat_mask, feat_value, y_star, x01, x_ctrl01, logits_clean, labels, valid,
+            mean, std)
+
+    return jax.jit(batch)
+
+
+def score_population(
+    program: Program,
+    variables: dict,
+    inputs: ModelInputs,
+    y_star: np.ndarray,
+    probes_x01: np.ndarray,
+    probe_labels: np.ndarray,
+    feature: FeatureConfig,
+    *,
+    mean: np.ndarray,
+    std: np.ndarray,
+    standardise: bool = True,
+    clip: bool = False,
+    control_seed: int = 0,
+    batch_size: int = 1000,
+    chunk_size: int = 64,
+    num_classes: int = 10,
+    progress: bool = True,
+) -> ScoreOutput:
+    """Every score of method.md for every model.
+
+    Args:
+      program: the population program (`memjax.train.make_program`) whose model is scored.
+      variables: Flax variables [M, ...] (host or device arrays).
+      inputs: per-model inputs [M]; their feature_mask/feature_value define each model's x^U.
+      y_star: int [M], the label of each model's canary (the label-aware scores' y*).
+      probes_x01: float32 [P, H, W, K] probe images in [0, 1].
+      probe_labels: int [P].
+      feature: the feature config (offset, scale, transparency of the control patches).
+      mean, std: float32 [K] standardisation of the training data.
+      standardise: standardise probes (False reproduces the reference's 1-channel quirk).
+      clip: Keras' clipped KL instead of log space.
+      control_seed: seed of the control bitmaps (one per probe, shared by all models).
+      batch_size: probes per step; chunk_size: models per step.
+    Returns:
+      ScoreOutput.
+    """
+    t0 = time.perf_counter()
+    p = probes_x01.shape[0]
+    image_shape = tuple(probes_x01.shape[1:])
+    ctrl = control_bitmaps(p, feature_bitmap(feature).shape, control_seed)
+    fn = _batch_fn(program, feature, image_shape, standardise, clip, num_classes)
+    m = int(np.asarray(y_star).shape[0])
+    k = max(1, min(chunk_size, m))
+    b = max(1, min(batch_size, p))
+    n_batches = math.ceil(p / b)
+    mean_d, std_d = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+    sums_all: list[dict] = []
+    per_probe_all: list[dict] = []
+    bar = tqdm(total=math.ceil(m / k) * n_batches, desc=f"score x{m}", unit="batch",
+               disable=not progress, leave=False)
+    for c in range(math.ceil(m / k)):
+        rows = np.arange(c * k, min((c + 1) * k, m))
+        padded = np.concatenate([rows, np.full(k - len(rows), rows[-1])])
+        v = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[padded]), variables)
+        fm = jnp.asarray(np.asarray(inputs.feature_mask)[padded])
+        fv = jnp.asarray(np.asarray(inputs.feature_value)[padded])
+        ys = jnp.asarray(np.asarray(y_star)[padded], jnp.int32)
+        sums: dict[str, np.ndarray] = {}
+        pp: dict[str, list] = {key: [] for key in PER_PROBE_KEYS}
+        for i in range(n_batches):
+            sl = np.arange(i * b, (i + 1) * b)
+            valid = sl < p
+            sl = np.where(valid, sl, 0)
+            s, per = fn(v, fm, fv, ys, jnp.asarray(probes_x01[sl]), jnp.asarray(ctrl[sl]),
+                        jnp.asarray(probe_labels[sl], jnp.int32), jnp.asarray(valid),
+                        mean_d, std_d)
+            s = jax.device_get(s)
+            for key, val in s.items():
+                val = np.asarray(val, np.float64)[: len(rows)]
+                sums[key] = sums[key] + val if key in sums else val
+            per = jax.device_get(per)
+            n_valid = int(valid.sum())
+            for key in PER_PROBE_KEYS:
+                pp[key].append(np.asarray(per[key])[: len(rows), :n_valid])
+            bar.update(1)
+        sums_all.append(sums)
+        per_probe_all.append({key: np.concatenate(v_, axis=1) for key, v_ in pp.items()})
+    bar.close()
+    sums = {key: np.concatenate([s[key] for s in sums_all], axis=0) for key in sums_all[0]}
+    per_probe = {key: np.concatenate([d[key] for d in per_probe_all], axis=0)
+                 for key in PER_PROBE_KEYS}
+    scores = score_lib.finalize(sums, per_probe, np.asarray(y_star), np.asarray(probe_labels),
+                                num_classes)
+    return ScoreOutput(scores=scores, per_probe=per_probe, control=ctrl,
+                       seconds=time.perf_counter() - t0)

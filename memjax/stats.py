@@ -1,0 +1,340 @@
+"""Statistics over the population of models (host; NumPy/SciPy), docs/method.md "Across models".
+
+memjax treats the population of models as the unit: per score it compares the distribution over
+seeds of UF models with that of baseline models (bootstrap confidence intervals, a one-sided
+Mann-Whitney test, the ROC AUC of "UF model vs baseline model", the fraction of UF models above the
+baseline's 95th percentile) and splits the variance among the seed factors.
+
+Randomness: every bootstrap takes `seed`, anything `np.random.default_rng` accepts (an int, a
+`SeedSequence` or a `Generator`); functions that bootstrap several things spawn independent
+child streams from one `SeedSequence(seed)`, so results are deterministic per seed.
+Missing values: functions drop non-finite values (NaN from a score that could not be computed,
+or +-inf) and say how many they dropped where the result has room for it.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy import stats as sps
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Seed = int | np.random.SeedSequence | np.random.Generator
+NAN = float("nan")
+
+# Rows of bootstrap indices drawn at once: keeps memory at ~32 MiB whatever the sample size.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def _finite(x: Any) -> tuple[np.ndarray, int]:
+    """x as a flat float64 array without non-finite entries, and how many were dropped."""
+    x = np.asarray(x, np.float64).reshape(-1)
+    keep = np.isfinite(x)
+    return x[keep], int(x.size - keep.sum())
+
+
+def _bootstrap_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Means of `n_boot` resamples (with replacement) of x [N] -> [n_boot]."""
+    rows = max(1, _CHUNK_ELEMENTS // max(1, x.size))
+    out = np.empty(n_boot)
+    for start in range(0, n_boot, rows):
+        stop = min(n_boot, start + rows)
+        out[start:stop] = x[rng.integers(0, x.size, (stop - start, x.size))].mean(axis=1)
+    return out
+
+
+def _percentiles(samples: np.ndarray, alpha: float) -> tuple[float, float]:
+    lo, hi = np.quantile(samples, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def bootstrap_mean_ci(
+    x: np.ndarray, *, n_boot: int = 2000, alpha: float = 0.05, seed: Seed = 0
+) -> tuple[float, float, float]:
+    """Mean of x and its percentile-bootstrap (1 - alpha) confidence interval.
+
+    Args:
+      x: [N] values (non-finite ones are dropped).
+    Returns:
+      (mean, lo, hi); all NaN when no value is left.
+    """
+    x, _ = _finite(x)
+    if x.size == 0:
+        return NAN, NAN, NAN
+    lo, hi = _percentiles(_bootstrap_means(x, n_boot, np.random.default_rng(seed)), alpha)
+    return float(x.mean()), lo, hi
+
+
+def bootstrap_diff_ci(
+    a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, alpha: float = 0.05, seed: Seed = 0
+) -> tuple[float, float, float]:
+    """mean(a) - mean(b) with a percentile-bootstrap CI, resampling a and b independently
+    (two independent groups of models, e.g. UF and baseline).
+
+    Returns:
+      (diff, lo, hi); all NaN when either group is empty after dropping non-finite values.
+    """
+    a, _ = _finite(a)
+    b, _ = _finite(b)
+    if a.size == 0 or b.size == 0:
+        return NAN, NAN, NAN
+    rng = np.random.default_rng(seed)
+    diffs = _bootstrap_means(a, n_boot, rng) - _bootstrap_means(b, n_boot, rng)
+    lo, hi = _percentiles(diffs, alpha)
+    return float(a.mean() - b.mean()), lo, hi
+
+
+def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) (1 - alpha) interval for a binomial proportion k / n.
+
+    Beta quantiles: lo = B(alpha/2; k, n-k+1) (0 if k = 0), hi = B(1-alpha/2; k+1, n-k) (1 if
+    k = n). Returns (NaN, NaN) for n = 0.
+
+    Raises:
+      ValueError: unless 0 <= k <= n.
+    """
+    if not 0 <= k <= n:
+        raise ValueError(f"clopper_pearson: need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return NAN, NAN
+    lo = 0.0 if k == 0 else float(sps.beta.ppf(alpha / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(sps.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return lo, hi
+
+
+def roc_auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """Area under the ROC curve of scores separating pos [N1] from neg [N0]:
+    P(score_pos > score_neg) + 1/2 P(tie) = U / (N1 N0), U the Mann-Whitney statistic of pos.
+
+    NaN when either group is empty (after dropping non-finite values).
+    """
+    pos, _ = _finite(pos)
+    neg, _ = _finite(neg)
+    if pos.size == 0 or neg.size == 0:
+        return NAN
+    ranks = sps.rankdata(np.concatenate([pos, neg]))  # average ranks: ties count 1/2
+    u = ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2
+    return float(u / (pos.size * neg.size))
+
+
+def roc_curve(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROC curve of "score >= threshold means positive".
+
+    Args:
+      pos: [N1] scores of positives (UF models); neg: [N0] scores of negatives (baseline).
+    Returns:
+      (fpr, tpr, thresholds), each [T + 1] for T distinct scores: thresholds decreasing from
+      +inf (nothing positive: fpr = tpr = 0) to the smallest score (all positive: 1, 1). The
+      trapezoidal area under (fpr, tpr) equals `roc_auc`.
+    """
+    pos, _ = _finite(pos)
+    neg, _ = _finite(neg)
+    scores = np.concatenate([pos, neg])
+    is_pos = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
+    order = np.argsort(-scores, kind="stable")
+    scores, is_pos = scores[order], is_pos[order]
+    # last index of each run of equal scores: tied scores cross the threshold together
+    last = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1] if scores.size else np.array([], int)
+    tps = np.cumsum(is_pos)[last]
+    fps = (last + 1) - tps
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr = np.r_[0.0, tps] / pos.size
+        fpr = np.r_[0.0, fps] / neg.size
+    return fpr, tpr, np.r_[np.inf, scores[last]]
+
+
+def compare(
+    uf: np.ndarray, base: np.ndarray, *, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+) -> dict[str, float]:
+    """UF models against baseline models for one score.
+
+    Args:
+      uf: [N1] the score of each UF model; base: [N0] of each baseline model. Non-finite values
+        are dropped (n_dropped counts them, both groups together).
+    Returns:
+      n_uf, n_base, n_dropped; mean_uf, mean_uf_lo, mean_uf_hi and mean_base, ... (bootstrap
+      CIs); diff, diff_lo, diff_hi (mean UF - mean baseline, independent bootstrap); mw_U, mw_p
+      (one-sided Mann-Whitney, UF greater); auc (P(UF > baseline) + ties / 2); base_p95 (the
+      baseline's 95th percentile, linear interpolation); frac_above, frac_above_lo,
+      frac_above_hi (UF models strictly above base_p95, Clopper-Pearson interval). Entries that
+      need a group which is empty are NaN.
+    """
+    uf, drop_uf = _finite(uf)
+    base, drop_base = _finite(base)
+    rng_uf, rng_base, rng_diff = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    out: dict[str, float] = {"n_uf": uf.size, "n_base": base.size, "n_dropped": drop_uf + drop_base}
+    for name, x, rng in (("uf", uf, rng_uf), ("base", base, rng_base)):
+        m, lo, hi = bootstrap_mean_ci(x, n_boot=n_boot, alpha=alpha, seed=rng)
+        out.update({f"mean_{name}": m, f"mean_{name}_lo": lo, f"mean_{name}_hi": hi})
+    out["diff"], out["diff_lo"], out["diff_hi"] = bootstrap_diff_ci(uf, base, n_boot=n_boot, alpha=alpha, seed=rng_diff)
+    if uf.size and base.size:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. all values tied: SciPy still answers
+            mw = sps.mannwhitneyu(uf, base, alternative="greater")
+        out["mw_U"], out["mw_p"] = float(mw.statistic), float(mw.pvalue)
+    else:
+        out["mw_U"] = out["mw_p"] = NAN
+    out["auc"] = roc_auc(uf, base)
+    out["base_p95"] = float(np.percentile(base, 95)) if base.size else NAN
+    if uf.size and base.size:
+        k = int(np.sum(uf > out["base_p95"]))
+        out["frac_above"] = k / uf.size
+        out["frac_above_lo"], out["frac_above_hi"] = clopper_pearson(k, uf.size, alpha)
+    else:
+        out["frac_above"] = out["frac_above_lo"] = out["frac_above_hi"] = NAN
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Variance over seed factors
+
+
+def _prepare_design(values: np.ndarray, factors: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Finite values [N] and integer level codes per factor [N], rows with a non-finite value
+    dropped. Raises ValueError on mismatched lengths or a factor named 'residual'."""
+    y = np.asarray(values, np.float64).reshape(-1)
+    if "residual" in factors:
+        raise ValueError("variance_components: 'residual' is reserved; rename that factor")
+    codes = {}
+    for name, f in factors.items():
+        f = np.asarray(f).reshape(-1)
+        if f.shape != y.shape:
+            raise ValueError(f"variance_components: factor {name!r} has {f.size} values, values has {y.size}")
+        codes[name] = np.unique(f, return_inverse=True)[1].reshape(-1)
+    keep = np.isfinite(y)
+    return y[keep], {k: c[keep] for k, c in codes.items()}
+
+
+def _dummies(codes: np.ndarray) -> np.ndarray:
+    """Treatment coding of a factor: [N] level codes -> [N, L - 1] indicators (none if L = 1)."""
+    levels = np.unique(codes)
+    return (codes[:, None] == levels[None, 1:]).astype(np.float64)
+
+
+def _rss(design: np.ndarray, y: np.ndarray) -> float:
+    """Residual sum of squares of the least-squares fit of y on the columns of `design`
+    (rank-deficient designs, e.g. confounded factors, are fine: lstsq projects)."""
+    beta = np.linalg.lstsq(design, y, rcond=None)[0]
+    return float(np.sum((y - design @ beta) ** 2))
+
+
+def _shares(y: np.ndarray, codes: dict[str, np.ndarray]) -> dict[str, float]:
+    total = float(np.sum((y - y.mean()) ** 2)) if y.size else 0.0
+    design = np.ones((y.size, 1))
+    rss_prev = total
+    ss = {}
+    for name, c in codes.items():
+        design = np.hstack([design, _dummies(c)])
+        rss = _rss(design, y)
+        ss[name] = max(rss_prev - rss, 0.0)  # rounding can make a null increment -1e-16
+        rss_prev = rss
+    ss["residual"] = rss_prev
+    if total <= 0.0:
+        return {name: NAN for name in ss}
+    return {name: v / total for name, v in ss.items()}
+
+
+def variance_components(values: np.ndarray, factors: dict[str, np.ndarray]) -> dict[str, float]:
+    """Share of the variance of a score across models due to each factor (main effects).
+
+    Sequential (Type-I) sums of squares: the factors enter a linear model one after another in
+    the dict's order, each factor's share being the drop in residual sum of squares it brings,
+    over the total sum of squares; 'residual' is what no factor explains (interactions
+    included). In a balanced complete crossed design (every combination equally often) the
+    main effects are orthogonal, so the shares are the classical main-effect SS shares and do
+    not depend on the order; in an unbalanced design a factor entered earlier also takes
+    variance it shares with later ones. Shares are descriptive (eta squared): with pure noise a
+    factor with L levels among N models still takes about (L - 1) / (N - 1).
+
+    Args:
+      values: [M] a score per model (non-finite rows are dropped).
+      factors: name -> [M] level of each model (e.g. 'init_seed', 'order_seed', 'canary').
+    Returns:
+      name -> share for every factor and 'residual' (shares sum to 1; a factor with one level
+      gets 0; all NaN if the values do not vary), plus 'n_obs' and 'n_levels_<name>'.
+    Raises:
+      ValueError: a factor's length differs from values', or a factor is named 'residual'.
+    """
+    y, codes = _prepare_design(values, factors)
+    out: dict[str, float] = dict(_shares(y, codes))
+    out["n_obs"] = int(y.size)
+    for name, c in codes.items():
+        out[f"n_levels_{name}"] = int(np.unique(c).size)
+    return out
+
+
+def variance_components_ci(
+    values: np.ndarray,
+    factors: dict[str, np.ndarray],
+    *,
+    n_boot: int = 200,
+    alpha: float = 0.05,
+    seed: Seed = 0,
+) -> dict[str, tuple[float, float]]:
+    """Percentile-bootstrap CIs of `variance_components`' shares, resampling models (rows)
+    with replacement. Treating models as exchangeable is an approximation in a crossed design
+    (a level's models are resampled independently); read the intervals as rough.
+
+    Returns:
+      name -> (lo, hi) for every factor and 'residual'.
+    """
+    y, codes = _prepare_design(values, factors)
+    rng = np.random.default_rng(seed)
+    names = [*codes, "residual"]
+    draws = np.full((n_boot, len(names)), np.nan)
+    for b in range(n_boot):
+        idx = rng.integers(0, y.size, y.size)
+        shares = _shares(y[idx], {k: c[idx] for k, c in codes.items()})
+        draws[b] = [shares[n] for n in names]
+    out = {}
+    for j, name in enumerate(names):
+        col = draws[:, j][np.isfinite(draws[:, j])]
+        out[name] = _percentiles(col, alpha) if col.size else (NAN, NAN)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# A table of scores
+
+
+def summarise(
+    table: "pd.DataFrame",
+    scores: list[str],
+    *,
+    condition_col: str = "condition",
+    uf: str = "uf",
+    baseline: str = "baseline",
+    valid_col: str = "valid",
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> "pd.DataFrame":
+    """One row per score: `compare` of its UF models against its baseline models.
+
+    Args:
+      table: one row per model, with `condition_col`, the score columns and optionally a boolean
+        `valid_col` (rows with False are left out, e.g. diverged models).
+      scores: the score columns to summarise.
+    Returns:
+      a DataFrame with a 'score' column and `compare`'s keys. Each score uses the same `seed`,
+      so a score's row does not depend on which other scores are listed. When a condition has
+      no rows, the UF-vs-baseline columns are NaN and the other condition's mean is still given.
+    Raises:
+      ValueError: a score or the condition column is missing from the table.
+    """
+    import pandas as pd
+
+    missing = [c for c in [condition_col, *scores] if c not in table.columns]
+    if missing:
+        raise ValueError(f"summarise: columns {missing} not in the table; it has {list(table.columns)}")
+    if valid_col in table.columns:
+        table = table[table[valid_col].astype(bool)]
+    is_uf = (table[condition_col] == uf).to_numpy()
+    is_base = (table[condition_col] == baseline).to_numpy()
+    rows = []
+    for name in scores:
+        col = pd.to_numeric(table[name], errors="coerce").to_numpy(np.float64)
+        rows.append({"score": name, **compare(col[is_uf], col[is_base], n_boot=n_boot, seed=seed)})
+    return pd.DataFrame(rows)

@@ -1,0 +1,106 @@
+"""Execution strategy over the models axis: all at once, chunks of k, or one at a time.
+
+`plan_chunk_size` picks k. With "auto" it takes the smallest of: the population size, the
+number of models whose training state fits in a memory budget (from `jax.eval_shape`, no
+compilation), and the preferred chunk size of the model family on this device kind, which
+comes from measurements (`scripts/bench.py`, docs/benchmarks.md).
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import jax
+import numpy as np
+
+from memjax.errors import ConfigError
+
+# Preferred models per vmapped call, per (platform, model family), from docs/benchmarks.md.
+# On XLA:CPU a vmapped GEMM becomes a batched GEMM that runs less efficiently than one large
+# GEMM, and big stacked states fall out of cache; on GPUs small models gain from wide vmaps.
+PREFERRED_CHUNK = {
+    ("cpu", "mlp"): 8,
+    ("cpu", "cnn"): 4,
+    ("gpu", "mlp"): 1024,
+    ("gpu", "cnn"): 256,
+    ("tpu", "mlp"): 1024,
+    ("tpu", "cnn"): 256,
+}
+
+# Activations, gradients and optimiser temporaries on top of the state, per model: a factor
+# over the state's bytes plus a per-example term.
+STATE_FACTOR = 2.0
+
+
+def available_memory_bytes(device: jax.Device | None = None) -> int:
+    """Free memory of the device (accelerator) or of the host (CPU), in bytes."""
+    device = device or jax.devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        limit = stats.get("bytes_limit")
+        used = stats.get("bytes_in_use", 0)
+        if limit:
+            return int(limit - used)
+    try:
+        pages = os.sysconf("SC_AVPHYS_PAGES")
+        return int(pages * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def tree_bytes(tree) -> int:
+    """Bytes of a pytree of arrays or ShapeDtypeStructs."""
+    return int(sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
+
+
+def per_model_bytes(state_bytes: int, batch_size: int, example_floats: int, widest: int) -> int:
+    """Estimated device bytes of one model in a population program."""
+    activations = batch_size * (example_floats + 4 * widest) * 4 * 3
+    return int(state_bytes * STATE_FACTOR + activations)
+
+
+def plan_chunk_size(
+    n_models: int,
+    strategy: str,
+    chunk_size: int | None,
+    model_bytes: int,
+    family: str,
+    n_devices: int = 1,
+    budget_bytes: int | None = None,
+) -> int:
+    """Models per vmapped call (k), a multiple of `n_devices` when sharding.
+
+    Raises:
+      ConfigError: when even one model per device does not fit in memory (names the largest
+        population that fits).
+    """
+    budget = budget_bytes if budget_bytes is not None else int(0.6 * available_memory_bytes())
+    fit = budget * n_devices // max(model_bytes, 1)
+    if fit < n_devices:
+        raise ConfigError(
+            f"one model needs about {model_bytes / 2**20:.0f} MiB but only "
+            f"{budget / 2**20:.0f} MiB are free per device; reduce the batch size or model"
+        )
+    if strategy == "vmap":
+        k = n_models
+    elif strategy == "sequential":
+        k = 1
+    elif strategy == "chunks":
+        k = int(chunk_size)
+    else:
+        platform = jax.devices()[0].platform
+        k = PREFERRED_CHUNK.get((platform, family), 64) * n_devices
+        if chunk_size:
+            k = min(k, chunk_size)
+    if k > fit:
+        if strategy in ("vmap", "chunks"):
+            raise ConfigError(
+                f"population.strategy={strategy!r} asks for {k} models at once but about {fit} "
+                f"fit in memory ({model_bytes / 2**20:.0f} MiB each); use strategy auto or "
+                f"chunk_size <= {fit}"
+            )
+        k = fit
+    k = max(1, min(k, n_models if n_devices == 1 else math.ceil(n_models / n_devices) * n_devices))
+    if n_devices > 1:
+        k = max(n_devices, k // n_devices * n_devices)
+    return k

@@ -1,0 +1,247 @@
+"""A study end to end: data + feature + population -> train -> score -> statistics -> files.
+
+`train_stage(cfg, workdir)` and `score_stage(workdir)` run the two stages apart, with the
+trained population on disk between them; `run_study(cfg, workdir)` runs both and skips training
+when the run directory already holds a trained population of the same config.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+
+from memjax import results as R
+from memjax.config import StudyConfig, from_dict, to_dict, validate
+from memjax.data import STATS, Dataset, load_dataset, make_probes
+from memjax.errors import ConfigError
+from memjax.features import check_fits, render_feature
+from memjax.models import model_family
+from memjax.population import build_table, model_inputs
+from memjax.scoring import score_population
+from memjax.stats import summarise
+from memjax.train import ModelInputs, TrainData, make_program
+from memjax.trainer import METRICS, TrainResult, make_train_data, train_population
+
+# Scores summarised UF vs baseline in summary.csv (the label-aware M score is -M3).
+MAIN_SCORES = ("M2", "M_score", "M6", "M12", "M13", "M14", "M15", "PD_M", "PD_max", "M7", "M9", "M10")
+SUMMARY_KEYS = ("epochs_trained", "best_epoch", "stopped", "diverged", "diverged_epoch")
+
+
+@dataclass
+class Prepared:
+    """Everything both stages need, rebuilt deterministically from the config."""
+
+    cfg: StudyConfig
+    train: Dataset
+    val: Dataset
+    table: pd.DataFrame
+    inputs: ModelInputs
+    data: TrainData
+
+
+def prepare(cfg: StudyConfig) -> Prepared:
+    """Validates the config and loads the data; every check happens before compilation.
+
+    Raises:
+      ConfigError: invalid field, canary out of range, feature not fitting the image.
+      DataError: data missing or corrupt.
+    """
+    validate(cfg)
+    d = cfg.data
+    train = load_dataset(d.dataset, "train", d.source, d.data_dir)
+    val = load_dataset(d.dataset, "test", d.source, d.data_dir)
+    for n, ds, field in ((d.n_train, train, "n_train"), (d.n_val, val, "n_val")):
+        if n is not None and n > len(ds):
+            raise ConfigError(f"data.{field}={n}: the {ds.split} split from {ds.source} has "
+                              f"only {len(ds)} images")
+    train, val = train.take(d.n_train), val.take(d.n_val)
+    check_fits(cfg.feature, train.shape)
+    table = build_table(cfg, train.labels, train.example_index)
+    inputs = model_inputs(cfg, table, train.shape)
+    mean, std = STATS[d.dataset]
+    data = make_train_data(train.images, train.labels, val.images, val.labels, mean, std)
+    return Prepared(cfg, train, val, table, inputs, data)
+
+
+def environment() -> dict:
+    """Package versions, platform and JAX PRNG settings, recorded in every result."""
+    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ("memjax", "jax", "jaxlib", "flax", "optax", "chex", "numpy", "scipy", "pandas",
+                "tensorflow-datasets"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "versions": versions,
+        "devices": [str(dev) for dev in jax.devices()],
+        "prng": {
+            "jax_default_prng_impl": str(jax.config.jax_default_prng_impl),
+            "jax_threefry_partitionable": bool(jax.config.jax_threefry_partitionable),
+            "jax_enable_x64": bool(jax.config.jax_enable_x64),
+            "key_tree": "root=PRNGKey(population.root_seed); init=fold_in(fold_in(root,0),init_seed);"
+                        " order=fold_in(fold_in(root,1),order_seed); noise=fold_in(fold_in(root,2),"
+                        "init_seed); see memjax/population.py",
+        },
+    }
+
+
+def _config_record(prep: Prepared) -> dict:
+    return {
+        "config": to_dict(prep.cfg),
+        "data": {
+            "train": {"source": prep.train.source, "n": len(prep.train), "checksums": prep.train.checksums},
+            "val": {"source": prep.val.source, "n": len(prep.val), "checksums": prep.val.checksums},
+        },
+        "n_models": len(prep.table),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **environment(),
+    }
+
+
+def read_config(workdir: str | Path) -> StudyConfig:
+    """The StudyConfig recorded in a run directory's config.json."""
+    path = Path(workdir) / R.CONFIG
+    if not path.is_file():
+        raise R.ResultsError(f"{path}: missing; run `memjax train` first")
+    try:
+        record = json.loads(path.read_text())
+        return from_dict(StudyConfig, record["config"])
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise R.ResultsError(f"{path}: unreadable config ({e})") from e
+
+
+def _same_config(workdir: Path, cfg: StudyConfig) -> bool:
+    try:
+        return to_dict(read_config(workdir)) == to_dict(cfg)
+    except (R.ResultsError, ConfigError):
+        return False
+
+
+def epochs_table(table: pd.DataFrame, result_metrics: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Tidy per-epoch metrics: one row per (model, epoch) that trained."""
+    m, e = result_metrics["train_loss"].shape
+    df = pd.DataFrame({"model": np.repeat(table["model"].to_numpy(), e),
+                       "epoch": np.tile(np.arange(e), m)})
+    for name in METRICS:
+        df[name] = result_metrics[name].reshape(-1)
+    return df[np.isfinite(df["train_loss"]) | np.isfinite(df["val_loss"])].reset_index(drop=True)
+
+
+def train_stage(cfg: StudyConfig, workdir: str | Path, *, progress: bool = True,
+                prep: Prepared | None = None) -> TrainResult:
+    """Trains the population of `cfg` and writes config.json, population.npz and epochs.csv."""
+    workdir = Path(workdir)
+    prep = prep or prepare(cfg)
+    workdir.mkdir(parents=True, exist_ok=True)
+    R.write_json(workdir / R.CONFIG, _config_record(prep))
+    p = cfg.population
+    result = train_population(cfg.model.name, cfg.train, prep.inputs, prep.data,
+                              strategy=p.strategy, chunk_size=p.chunk_size, progress=progress)
+    summary = {k: getattr(result, k) for k in SUMMARY_KEYS}
+    summary.update({f"metric_{k}": v for k, v in result.metrics.items()})
+    summary["chunk_size"] = np.asarray(result.chunk_size)
+    summary["train_seconds"] = np.asarray(result.timings["total"])
+    summary["first_epoch_seconds"] = np.asarray(result.timings["first_epoch"])
+    R.write_table(workdir / R.EPOCHS, epochs_table(prep.table, result.metrics))
+    R.save_population(workdir / R.POPULATION, result.variables, summary)  # last: marks done
+    return result
+
+
+def _final_accuracy(summary: dict[str, np.ndarray], early_stopping: bool) -> np.ndarray:
+    """Validation accuracy of the weights kept: the best epoch's, or the last trained epoch's."""
+    acc = summary["metric_val_acc"]
+    m = acc.shape[0]
+    epoch = summary["best_epoch"] if early_stopping else summary["epochs_trained"] - 1
+    epoch = np.clip(epoch, 0, acc.shape[1] - 1)
+    return acc[np.arange(m), epoch]
+
+
+def score_stage(workdir: str | Path, *, progress: bool = True, prep: Prepared | None = None
+                ) -> R.RunResults:
+    """Scores the trained population in `workdir` and writes the tables, figures and report."""
+    from memjax import plotting, report
+
+    workdir = Path(workdir)
+    cfg = read_config(workdir)
+    prep = prep or prepare(cfg)
+    variables, summary = R.load_population(workdir / R.POPULATION)
+    program = make_program(cfg.model.name, cfg.train)
+    probes = make_probes(cfg.data.dataset, n=cfg.probes.n, source=cfg.probes.source,
+                         data_dir=cfg.data.data_dir)
+    mean, std = STATS[cfg.data.dataset]
+    k = prep.train.shape[-1]
+    y_star = prep.table["canary_label"].to_numpy()
+    out = score_population(
+        program, variables, prep.inputs, y_star, probes.images, probes.labels, cfg.feature,
+        mean=np.asarray(mean), std=np.asarray(std),
+        standardise=cfg.probes.standardise or k == 3, clip=cfg.score.clip,
+        control_seed=cfg.probes.control_seed, batch_size=cfg.probes.batch_size,
+        chunk_size=64 if model_family(cfg.model.name) == "mlp" else 16, progress=progress,
+    )
+    table = prep.table.copy()
+    for key in SUMMARY_KEYS:
+        table[key] = summary[key]
+    table["val_acc"] = _final_accuracy(summary, cfg.train.early_stopping)
+    arrays: dict[str, np.ndarray] = {}
+    for key, val in out.scores.items():
+        val = np.asarray(val)
+        if val.ndim == 1:
+            table[key] = val
+        else:
+            arrays[key] = val
+    table["valid"] = ~table["diverged"].astype(bool) & np.isfinite(table["M2"])
+    if cfg.score.keep_per_probe:
+        arrays.update({f"per_probe/{k_}": v for k_, v in out.per_probe.items()})
+        arrays["probe_example_index"] = probes.example_index
+    arrays.update(_examples(prep, probes, out.control, cfg))
+    stats = summarise(table, list(MAIN_SCORES), n_boot=cfg.score.n_boot, seed=0)
+    R.write_npz(workdir / R.ARRAYS, arrays)
+    R.write_table(workdir / R.MODELS_CSV, table, parquet=True)
+    R.write_table(workdir / R.SUMMARY, stats)
+    results = R.load(workdir)
+    plotting.figures(results, workdir / R.FIGURES)
+    R.write_bytes(workdir / R.REPORT, report.render(results, timings={
+        "train_seconds": float(summary.get("train_seconds", np.nan)),
+        "score_seconds": out.seconds}).encode())
+    R.write_manifest(workdir)
+    return R.load(workdir)
+
+
+def _examples(prep: Prepared, probes, control: np.ndarray, cfg: StudyConfig) -> dict:
+    """A few images for the report: the canary with the feature, probes clean / UF / control."""
+    from memjax.features import insert, render
+
+    overlay = render_feature(cfg.feature, prep.train.shape)
+    canary = int(prep.table["canary_index"].iloc[0])
+    x = prep.train.images[canary].astype(np.float32) / 255.0
+    n = min(4, probes.images.shape[0])
+    clean = probes.images[:n]
+    c_mask, c_value = render(control[:n], prep.train.shape, tuple(cfg.feature.offset),
+                             cfg.feature.scale, cfg.feature.transparent)
+    return {
+        "example/canary_clean": x,
+        "example/canary_uf": insert(x, overlay.mask, overlay.value),
+        "example/probe_clean": clean,
+        "example/probe_uf": insert(clean, overlay.mask, overlay.value),
+        "example/probe_ctrl": insert(clean, c_mask, c_value),
+    }
+
+
+def run_study(cfg: StudyConfig, workdir: str | Path, *, progress: bool = True) -> R.RunResults:
+    """Trains (unless already trained with this config) and scores; returns the loaded results."""
+    workdir = Path(workdir)
+    prep = prepare(cfg)
+    if not ((workdir / R.POPULATION).is_file() and _same_config(workdir, cfg)):
+        train_stage(cfg, workdir, progress=progress, prep=prep)
+    elif progress:
+        print(f"reusing the trained population in {workdir / R.POPULATION}", file=sys.stderr)
+    return score_stage(workdir, progress=progress, prep=prep)

@@ -1,0 +1,97 @@
+"""Configuration of the toy "rare concept" experiment (Scientific Reports 2023; method.md,
+section "Toy 'rare concept' experiment").
+
+Preset `ToyConfig()` is the reference experiment: 4 sigmas x 500 runs x 100 full-batch Adam
+epochs on 1,001 points. Run it with::
+
+    python -c "from memjax.toy import ToyConfig, run_toy; print(run_toy(ToyConfig()).summary)"
+
+`TOY_TINY` is the same experiment with 8 runs per sigma, for tests and smoke runs (a few seconds).
+Overrides go through `dataclasses.replace`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from memjax.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """One toy experiment: data, model, training, population and the memorisation test.
+
+    Attributes:
+      sigmas: standard deviations of the third coordinate z of the ordinary training points.
+      n_points: two-moons points before the canary is appended (the reference: 1,000).
+      noise: standard deviation of the moons' Gaussian noise (as sklearn's ``make_moons``).
+      data_seed: seeds the one NumPy stream that draws the moons and z (see `make_toy_data`).
+      n_runs: independent runs (init seeds) per sigma.
+      epochs: full-batch Adam steps (one step per epoch).
+      learning_rate: Adam's learning rate (betas 0.9, 0.999, eps 1e-8, as PyTorch's defaults).
+      hidden: widths of the hidden ReLU layers; input width 3, output width 2.
+      alpha: a run memorises when the one-sided paired t-test gives p < alpha (reference: 0.1).
+      root_seed: root of the runs' JAX key tree (see `memjax.toy.train.run_keys`).
+      chunk_size: runs per vmapped call; None trains all `n_runs` of a sigma in one call.
+    """
+
+    sigmas: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5)
+    n_points: int = 1000
+    noise: float = 0.1
+    data_seed: int = 0
+    n_runs: int = 500
+    epochs: int = 100
+    learning_rate: float = 1e-3
+    hidden: tuple[int, ...] = (32, 128, 128)
+    alpha: float = 0.1
+    root_seed: int = 0
+    chunk_size: int | None = None
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        """Widths of every layer, input to output: (3, *hidden, 2)."""
+        return (3, *self.hidden, 2)
+
+    @property
+    def runs_per_call(self) -> int:
+        """Runs in one vmapped call: every chunk is padded to this size so it compiles once."""
+        return self.n_runs if self.chunk_size is None else min(self.chunk_size, self.n_runs)
+
+    def validate(self) -> ToyConfig:
+        """Check every field; returns self so calls chain.
+
+        Raises:
+          ConfigError: naming the field at fault and the values it accepts.
+        """
+        if not self.sigmas:
+            raise ConfigError("ToyConfig.sigmas is empty; give at least one sigma, e.g. (0.0,).")
+        for s in self.sigmas:
+            if not (math.isfinite(s) and s >= 0):
+                raise ConfigError(f"ToyConfig.sigmas holds {s!r}; sigmas are finite and >= 0.")
+        # The canary is the class-1 point at position n_points // 4 among the n_points -
+        # n_points // 2 class-1 points, which exists for every n_points >= 2.
+        if self.n_points < 2:
+            raise ConfigError(f"ToyConfig.n_points is {self.n_points}; it must be >= 2.")
+        if not (math.isfinite(self.noise) and self.noise >= 0):
+            raise ConfigError(f"ToyConfig.noise is {self.noise!r}; it must be finite and >= 0.")
+        for name in ("n_runs", "epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ToyConfig.{name} is {getattr(self, name)}; it must be >= 1.")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ConfigError(f"ToyConfig.learning_rate is {self.learning_rate!r}; it must be > 0.")
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ConfigError(f"ToyConfig.hidden is {self.hidden!r}; give positive widths.")
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"ToyConfig.alpha is {self.alpha!r}; it must lie in (0, 1).")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ConfigError(f"ToyConfig.chunk_size is {self.chunk_size}; use >= 1 or None.")
+        if self.data_seed < 0 or self.root_seed < 0:
+            raise ConfigError("ToyConfig.data_seed and root_seed must be >= 0.")
+        return self
+
+
+TOY_REFERENCE = ToyConfig()
+"""The reference experiment: 500 runs per sigma (see the module docstring for the command)."""
+
+TOY_TINY = ToyConfig(n_runs=8)
+"""Eight runs per sigma: a smoke test of the whole pipeline in a few seconds on a CPU."""

@@ -1,0 +1,166 @@
+"""Host side of population training: chunks, the epoch loop, progress, results.
+
+The device runs one jitted, vmapped epoch per call (`memjax.train.make_program`); the host
+loops over chunks of the models axis and over epochs, shows progress, stops a chunk when every
+model in it has early-stopped or diverged, and gathers results as NumPy arrays.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from memjax.config import TrainConfig
+from memjax.models import model_family
+from memjax.population import take
+from memjax.strategy import per_model_bytes, plan_chunk_size, tree_bytes
+from memjax.train import ModelInputs, TrainData, make_program
+
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
+
+
+@dataclass
+class TrainResult:
+    """A trained population, on the host.
+
+    Attributes:
+      variables: Flax variables with a leading models axis [M, ...] (best weights when early
+        stopping is on).
+      metrics: name -> float32 [M, E]: train_loss, train_acc, val_loss, val_acc per epoch
+        (NaN for epochs a model did not train).
+      epochs_trained, best_epoch, diverged_epoch: int32 [M] (-1: none).
+      stopped, diverged: bool [M].
+      chunk_size: models per vmapped call.
+      timings: seconds: "first_epoch" (includes compilation) and "total".
+    """
+
+    variables: dict
+    metrics: dict[str, np.ndarray]
+    epochs_trained: np.ndarray
+    best_epoch: np.ndarray
+    stopped: np.ndarray
+    diverged: np.ndarray
+    diverged_epoch: np.ndarray
+    chunk_size: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_models(self) -> int:
+        return int(self.epochs_trained.shape[0])
+
+
+def make_train_data(x_train, y_train, x_val, y_val, mean, std) -> TrainData:
+    """Puts the dataset on the device once (uint8 images, int32 labels)."""
+    return TrainData(
+        x_train=jnp.asarray(x_train, jnp.uint8),
+        y_train=jnp.asarray(y_train, jnp.int32),
+        x_val=jnp.asarray(x_val, jnp.uint8),
+        y_val=jnp.asarray(y_val, jnp.int32),
+        mean=jnp.asarray(mean, jnp.float32),
+        std=jnp.asarray(std, jnp.float32),
+    )
+
+
+def estimate_model_bytes(model_name: str, cfg: TrainConfig, data: TrainData) -> int:
+    """Device bytes of one model in the population program (abstract evaluation only)."""
+    program = make_program(model_name, cfg)
+    one = ModelInputs(
+        init_key=jax.ShapeDtypeStruct((1, 2), jnp.uint32),
+        order_key=jax.ShapeDtypeStruct((1, 2), jnp.uint32),
+        noise_key=jax.ShapeDtypeStruct((1, 2), jnp.uint32),
+        canary=jax.ShapeDtypeStruct((1,), jnp.int32),
+        insert=jax.ShapeDtypeStruct((1,), jnp.bool_),
+        lr_mult=jax.ShapeDtypeStruct((1,), jnp.float32),
+        feature_mask=jax.ShapeDtypeStruct((1,) + data.x_train.shape[1:], jnp.bool_),
+        feature_value=jax.ShapeDtypeStruct((1,) + data.x_train.shape[1:], jnp.float32),
+    )
+    state = jax.eval_shape(program.init, one, data)
+    widest = max(x.shape[-1] for x in jax.tree.leaves(state.params))
+    example = math.prod(data.x_train.shape[1:])
+    return per_model_bytes(tree_bytes(state), cfg.batch_size, example, widest)
+
+
+def train_population(
+    model_name: str,
+    cfg: TrainConfig,
+    inputs: ModelInputs,
+    data: TrainData,
+    *,
+    strategy: str = "auto",
+    chunk_size: int | None = None,
+    progress: bool = True,
+    sharding: Any = None,
+) -> TrainResult:
+    """Trains every model of `inputs` [M] and returns their final state on the host.
+
+    Args:
+      model_name: a key of `memjax.models.MODELS`.
+      cfg: the training configuration (shared by all models).
+      inputs: stacked per-model inputs [M].
+      data: the shared dataset (`make_train_data`).
+      strategy, chunk_size: see `memjax.strategy.plan_chunk_size`.
+      progress: show a progress bar over chunks x epochs.
+      sharding: optional `memjax.sharding.ModelsSharding` to spread each chunk's models axis
+        over devices.
+    Returns:
+      TrainResult with arrays of leading size M (chunk padding removed).
+    """
+    program = make_program(model_name, cfg)
+    m = int(inputs.canary.shape[0])
+    n_dev = sharding.n_devices if sharding is not None else 1
+    k = plan_chunk_size(m, strategy, chunk_size, estimate_model_bytes(model_name, cfg, data),
+                        model_family(model_name), n_devices=n_dev)
+    n_chunks = math.ceil(m / k)
+    e_max = cfg.epochs
+    metrics = {name: np.full((m, e_max), np.nan, np.float32) for name in METRICS}
+    outs: list[dict] = []
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    bar = tqdm(total=n_chunks * e_max, desc=f"train {model_name} x{m}", unit="epoch",
+               disable=not progress, leave=False)
+    for c in range(n_chunks):
+        rows = np.arange(c * k, min((c + 1) * k, m))
+        padded = np.concatenate([rows, np.full(k - len(rows), rows[-1])])  # fixed shape: no retrace
+        chunk_inputs = take(inputs, padded)
+        if sharding is not None:
+            chunk_inputs = sharding.shard_models(chunk_inputs)
+        state = program.init(chunk_inputs, data)
+        for epoch in range(e_max):
+            state, met = program.epoch(state, chunk_inputs, data, jnp.int32(epoch))
+            done = np.asarray(state.stopped | state.diverged)
+            for name in METRICS:
+                metrics[name][rows, epoch] = np.asarray(met[name])[: len(rows)]
+            if "first_epoch" not in timings:
+                timings["first_epoch"] = time.perf_counter() - t0
+            bar.update(1)
+            if done.all():
+                bar.update(e_max - epoch - 1)
+                break
+        variables = jax.device_get(program.final(state))
+        summary = jax.device_get({
+            "epochs_trained": state.epochs_trained, "best_epoch": state.best_epoch,
+            "stopped": state.stopped, "diverged": state.diverged,
+            "diverged_epoch": state.diverged_epoch,
+        })
+        n = len(rows)
+        outs.append(jax.tree.map(lambda x: np.asarray(x)[:n], {"variables": variables, **summary}))
+    bar.close()
+    timings["total"] = time.perf_counter() - t0
+    merged = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *outs)
+    return TrainResult(
+        variables=merged["variables"],
+        metrics=metrics,
+        epochs_trained=merged["epochs_trained"],
+        best_epoch=merged["best_epoch"],
+        stopped=merged["stopped"],
+        diverged=merged["diverged"],
+        diverged_epoch=merged["diverged_epoch"],
+        chunk_size=k,
+        timings=timings,
+    )

@@ -1,0 +1,152 @@
+"""Tests of memjax.stats: statistics over a population of models."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from memjax import stats
+
+
+def test_bootstrap_mean_ci_contains_mean_and_is_deterministic():
+    x = np.random.default_rng(0).normal(3.0, 1.0, 200)
+    mean, lo, hi = stats.bootstrap_mean_ci(x, seed=1)
+    assert mean == pytest.approx(x.mean())
+    assert lo < 3.0 < hi and lo < mean < hi
+    assert hi - lo == pytest.approx(2 * 1.96 / np.sqrt(200), rel=0.25)  # ~ the normal-theory width
+    assert stats.bootstrap_mean_ci(x, seed=1) == (mean, lo, hi)
+    assert stats.bootstrap_mean_ci(x, seed=2) != (mean, lo, hi)
+
+
+def test_bootstrap_mean_ci_coverage():
+    rng = np.random.default_rng(1)
+    covered = [
+        lo < 0.0 < hi
+        for lo, hi in (stats.bootstrap_mean_ci(rng.normal(size=40), n_boot=400, seed=s)[1:] for s in range(100))
+    ]
+    assert 0.85 <= np.mean(covered) <= 1.0
+
+
+def test_bootstrap_edge_cases_and_nan():
+    assert all(np.isnan(stats.bootstrap_mean_ci(np.array([np.nan]))))
+    assert stats.bootstrap_mean_ci(np.array([2.0, np.nan])) == (2.0, 2.0, 2.0)
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(1.0, 1.0, 150), rng.normal(0.0, 1.0, 100)
+    diff, lo, hi = stats.bootstrap_diff_ci(np.r_[a, np.nan], b, seed=3)
+    assert diff == pytest.approx(a.mean() - b.mean())
+    assert lo < 1.0 < hi and lo > 0
+    assert stats.bootstrap_diff_ci(a, b, seed=3) == (diff, lo, hi)
+    assert all(np.isnan(stats.bootstrap_diff_ci(a, np.array([]))))
+
+
+def test_clopper_pearson_known_values():
+    assert stats.clopper_pearson(0, 10) == pytest.approx((0.0, 0.30850), abs=1e-5)
+    assert stats.clopper_pearson(10, 10) == pytest.approx((0.69150, 1.0), abs=1e-5)
+    assert stats.clopper_pearson(5, 10) == pytest.approx((0.18709, 0.81291), abs=1e-5)
+    for k, n in [(3, 17), (40, 50), (1, 2)]:
+        ci = sps.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+        assert stats.clopper_pearson(k, n) == pytest.approx((ci.low, ci.high), abs=1e-10)
+    assert all(np.isnan(stats.clopper_pearson(0, 0)))
+    with pytest.raises(ValueError):
+        stats.clopper_pearson(3, 2)
+
+
+def test_roc_auc_cases():
+    assert stats.roc_auc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
+    assert stats.roc_auc(np.array([1.0, 2.0]), np.array([3.0, 4.0])) == 0.0
+    assert stats.roc_auc(np.ones(5), np.ones(7)) == 0.5
+    # pos [1, 2, 3] vs neg [2, 0]: pairs won 1>0, 2>0, 3>2, 3>0 and the tie 2=2 counts 1/2
+    assert stats.roc_auc(np.array([1.0, 2.0, 3.0]), np.array([2.0, 0.0])) == pytest.approx(4.5 / 6)
+    rng = np.random.default_rng(4)
+    pos, neg = rng.integers(0, 6, 30).astype(float), rng.integers(0, 5, 20).astype(float)  # ties
+    u = sps.mannwhitneyu(pos, neg, alternative="greater").statistic
+    assert stats.roc_auc(pos, neg) == pytest.approx(u / (30 * 20))
+    assert np.isnan(stats.roc_auc(pos, np.array([])))
+
+
+def test_roc_curve_endpoints_and_area():
+    rng = np.random.default_rng(5)
+    pos, neg = np.round(rng.normal(1, 1, 40), 1), np.round(rng.normal(0, 1, 30), 1)  # with ties
+    fpr, tpr, thr = stats.roc_curve(pos, neg)
+    assert (fpr[0], tpr[0], thr[0]) == (0.0, 0.0, np.inf)
+    assert (fpr[-1], tpr[-1]) == (1.0, 1.0) and thr[-1] == min(pos.min(), neg.min())
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0) and np.all(np.diff(thr) < 0)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(stats.roc_auc(pos, neg))
+    # at each threshold, the rates of "score >= threshold"
+    j = len(thr) // 2
+    assert tpr[j] == np.mean(pos >= thr[j]) and fpr[j] == np.mean(neg >= thr[j])
+
+
+def test_compare_separated_groups_and_nan():
+    rng = np.random.default_rng(6)
+    uf = np.r_[rng.normal(5.0, 1.0, 30), np.nan]
+    base = np.r_[rng.normal(0.0, 1.0, 40), np.nan, np.inf]
+    res = stats.compare(uf, base, n_boot=500, seed=0)
+    assert (res["n_uf"], res["n_base"], res["n_dropped"]) == (30, 40, 3)
+    assert res["auc"] == 1.0 and res["frac_above"] == 1.0
+    assert res["mw_p"] < 1e-10 and res["mw_U"] == 30 * 40
+    assert res["frac_above_lo"] == pytest.approx(stats.clopper_pearson(30, 30)[0])
+    assert res["diff_lo"] < res["diff"] < res["diff_hi"] and res["diff_lo"] > 3
+    assert res["base_p95"] == pytest.approx(np.percentile(base[:40], 95))
+    assert stats.compare(uf, base, n_boot=500, seed=0) == res
+
+
+def _crossed(init_sd, order_sd, noise_sd, seed=0, n_init=10, n_order=10, reps=2):
+    rng = np.random.default_rng(seed)
+    init, order = np.meshgrid(np.arange(n_init), np.arange(n_order), indexing="ij")
+    init, order = np.repeat(init.ravel(), reps), np.repeat(order.ravel(), reps)
+    a, b = rng.normal(0, init_sd, n_init), rng.normal(0, order_sd, n_order)
+    values = a[init] + b[order] + rng.normal(0, noise_sd, init.size)
+    return values, {"init_seed": init, "order_seed": order, "canary": np.zeros_like(init)}
+
+
+def test_variance_components_dominant_factor_and_noise():
+    values, factors = _crossed(3.0, 0.3, 0.5)
+    res = stats.variance_components(values, factors)
+    assert res["init_seed"] > 0.8 and res["order_seed"] < 0.1
+    assert res["canary"] == 0.0  # one level
+    assert sum(res[k] for k in ("init_seed", "order_seed", "canary", "residual")) == pytest.approx(1.0)
+    assert (res["n_obs"], res["n_levels_init_seed"], res["n_levels_canary"]) == (200, 10, 1)
+    # balanced crossed design: the sequential shares do not depend on the order
+    swapped = stats.variance_components(values, {k: factors[k] for k in ("order_seed", "init_seed")})
+    assert swapped["init_seed"] == pytest.approx(res["init_seed"])
+    # pure noise: each factor takes about (L - 1) / (N - 1) = 9 / 199
+    noise = stats.variance_components(*_crossed(0.0, 0.0, 1.0, seed=1))
+    assert noise["init_seed"] < 0.15 and noise["order_seed"] < 0.15 and noise["residual"] > 0.7
+    ci = stats.variance_components_ci(values, factors, n_boot=50, seed=0)
+    assert ci["init_seed"][0] < res["init_seed"] < ci["init_seed"][1] + 0.05
+    assert ci["init_seed"][0] > 0.6
+
+
+def test_variance_components_unbalanced_and_nan():
+    values, factors = _crossed(2.0, 0.0, 0.5, seed=2)
+    values[::7] = np.nan  # dropped: the design becomes unbalanced
+    res = stats.variance_components(values, factors)
+    assert res["n_obs"] == 200 - len(values[::7])
+    assert sum(res[k] for k in ("init_seed", "order_seed", "canary", "residual")) == pytest.approx(1.0)
+    assert res["init_seed"] > 0.7
+    with pytest.raises(ValueError):
+        stats.variance_components(values, {"init_seed": factors["init_seed"][:10]})
+
+
+def test_summarise_small_table():
+    table = pd.DataFrame({
+        "condition": ["uf"] * 4 + ["baseline"] * 4,
+        "valid": [True, True, True, False, True, True, True, True],
+        "M2": [1.0, 2.0, 3.0, 100.0, 0.0, 0.5, -0.5, 0.1],
+        "M3": [np.nan, 1.0, 2.0, 3.0, 0.0, 1.0, 2.0, 3.0],
+    })
+    out = stats.summarise(table, ["M2", "M3"], n_boot=200)
+    assert list(out["score"]) == ["M2", "M3"]
+    m2 = out.set_index("score").loc["M2"]
+    assert (m2["n_uf"], m2["n_base"], m2["n_dropped"]) == (3, 4, 0)  # the invalid row is left out
+    assert m2["mean_uf"] == pytest.approx(2.0) and m2["auc"] == 1.0
+    m3 = out.set_index("score").loc["M3"]
+    assert (m3["n_uf"], m3["n_dropped"]) == (2, 1)  # valid UF rows: NaN, 1, 2
+    # no baseline rows: comparisons NaN, the UF mean is still there
+    only_uf = stats.summarise(table[table.condition == "uf"], ["M2"], n_boot=200).iloc[0]
+    assert only_uf["mean_uf"] == pytest.approx(2.0) and only_uf["n_base"] == 0
+    assert np.isnan(only_uf["diff"]) and np.isnan(only_uf["auc"]) and np.isnan(only_uf["mw_p"])
+    with pytest.raises(ValueError, match="M9"):
+        stats.summarise(table, ["M9"])
