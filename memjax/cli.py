@@ -3,6 +3,7 @@
     memjax run [PRESET] [--set section.field=value ...] [--workdir DIR] [--data-dir DIR]
     memjax train PRESET [...]          train only (writes population.npz)
     memjax score WORKDIR               score a trained population
+    memjax check DIR                   verify a run directory (checksums, completeness)
     memjax presets                     list the presets
     memjax show PRESET [--set ...]     print the resolved config as JSON
 """
@@ -38,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("score", help="score a trained population")
     sc.add_argument("workdir", type=Path)
     sc.add_argument("--no-progress", action="store_true")
+    ck = sub.add_parser("check", help="verify a run directory (checksums, completeness)")
+    ck.add_argument("workdir", type=Path)
     sub.add_parser("presets", help="list the presets")
     show = sub.add_parser("show", help="print a preset's resolved config")
     show.add_argument("preset", choices=sorted(PRESETS))
@@ -88,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "show":
             print(json.dumps(to_dict(_resolve(args)), indent=2))
             return 0
+        if args.command == "check":
+            from memjax.check import check_dir
+
+            report = check_dir(args.workdir)
+            print(report.text())
+            return 0 if report.ok else 1
         from memjax import study
 
         if args.command == "score":

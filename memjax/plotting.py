@@ -1,16 +1,17 @@
-"""Figures drawn from saved results only (`memjax.results.load`); plotting never retrains."""
+"""Figures drawn from saved results only (`memjax.results.load`); plotting never retrains.
+
+Each `plot_*` function returns a matplotlib `Figure` (shown inline by notebooks) and saves it
+when given a path.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # the object API: no pyplot state, no backend needed
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from memjax.results import RunResults  # noqa: E402
-from memjax.stats import roc_curve  # noqa: E402
+from memjax.results import RunResults
+from memjax.stats import roc_curve
 
 DIST_SCORES = ("M2", "M_score", "PD_M", "M6")
 ROC_SCORES = ("M2", "M_score", "PD_M", "M12")
@@ -22,11 +23,12 @@ def _valid(results: RunResults):
     return df[df["valid"].astype(bool)] if "valid" in df else df
 
 
-def plot_distributions(results: RunResults, path: Path, scores=DIST_SCORES) -> Path:
+def plot_distributions(results: RunResults, path: Path | None = None, scores=DIST_SCORES) -> Figure:
     """Per score, the UF and baseline models' values (points and box plots)."""
     df = _valid(results)
     scores = [s for s in scores if s in df]
-    fig, axes = plt.subplots(1, len(scores), figsize=(3.2 * len(scores), 3.4), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(scores), 3.4))
+    axes = fig.subplots(1, len(scores), squeeze=False)
     rng = np.random.default_rng(0)
     for ax, s in zip(axes[0], scores):
         groups = [(c, df.loc[df["condition"] == c, s].dropna().to_numpy()) for c in ("uf", "baseline")]
@@ -37,18 +39,16 @@ def plot_distributions(results: RunResults, path: Path, scores=DIST_SCORES) -> P
         ax.axhline(0, color="grey", lw=0.5)
         ax.set_title(s)
     fig.suptitle(f"{results.config['config']['name']}: scores over the population")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
-def plot_roc(results: RunResults, path: Path, scores=ROC_SCORES) -> Path | None:
+def plot_roc(results: RunResults, path: Path | None = None, scores=ROC_SCORES) -> Figure | None:
     """ROC of "UF model vs baseline model" for each score."""
     df = _valid(results)
     if not {"uf", "baseline"} <= set(df["condition"]):
         return None
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig = Figure(figsize=(4, 4))
+    ax = fig.subplots()
     for s in [s for s in scores if s in df]:
         pos = df.loc[df["condition"] == "uf", s].dropna().to_numpy()
         neg = df.loc[df["condition"] == "baseline", s].dropna().to_numpy()
@@ -59,19 +59,17 @@ def plot_roc(results: RunResults, path: Path, scores=ROC_SCORES) -> Path | None:
     ax.set_xlabel("false positive rate (baseline models)")
     ax.set_ylabel("true positive rate (UF models)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
-def plot_examples(results: RunResults, path: Path) -> Path | None:
+def plot_examples(results: RunResults, path: Path | None = None) -> Figure | None:
     """The canary without/with the feature, and probes clean / with UF / with control patch."""
     a = results.arrays
     if "example/canary_uf" not in a:
         return None
     n = a["example/probe_clean"].shape[0]
-    fig, axes = plt.subplots(3, n + 1, figsize=(1.6 * (n + 1), 5))
+    fig = Figure(figsize=(1.6 * (n + 1), 5))
+    axes = fig.subplots(3, n + 1)
     rows = [("canary", "example/canary_clean", "example/probe_clean", "clean"),
             ("canary + UF", "example/canary_uf", "example/probe_uf", "probe + UF"),
             (None, None, "example/probe_ctrl", "probe + control")]
@@ -87,10 +85,17 @@ def plot_examples(results: RunResults, path: Path) -> Path | None:
             ax.axis("off")
             if i == 0:
                 ax.set_title(label, fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: Path | None) -> Figure:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    if path is not None:
+        from memjax.results import atomic_path
+
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    return fig
 
 
 def _show(img: np.ndarray) -> np.ndarray:
@@ -98,10 +103,11 @@ def _show(img: np.ndarray) -> np.ndarray:
     return img[..., 0] if img.shape[-1] == 1 else img
 
 
-def plot_training(results: RunResults, path: Path) -> Path:
+def plot_training(results: RunResults, path: Path | None = None) -> Figure:
     """Validation accuracy per epoch, mean and range over models, per condition."""
     ep = results.epochs.merge(results.models[["model", "condition"]], on="model")
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    fig = Figure(figsize=(4.5, 3.2))
+    ax = fig.subplots()
     for c, g in ep.groupby("condition"):
         agg = g.groupby("epoch")["val_acc"].agg(["mean", "min", "max"])
         ax.plot(agg.index + 1, agg["mean"], color=COLORS.get(c), label=c)
@@ -109,18 +115,16 @@ def plot_training(results: RunResults, path: Path) -> Path:
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def figures(results: RunResults, outdir: str | Path) -> list[Path]:
     """All figures of a run directory into `outdir` (PNG)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    made = [plot_distributions(results, outdir / "scores.png"),
-            plot_roc(results, outdir / "roc.png"),
-            plot_examples(results, outdir / "examples.png"),
-            plot_training(results, outdir / "training.png")]
-    return [p for p in made if p is not None]
+    made = []
+    for name, fn in (("scores.png", plot_distributions), ("roc.png", plot_roc),
+                     ("examples.png", plot_examples), ("training.png", plot_training)):
+        if fn(results, outdir / name) is not None:
+            made.append(outdir / name)
+    return made

@@ -48,6 +48,15 @@ MANIFEST = "MANIFEST.json"
 FIGURES = "figures"
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 class ResultsError(MemjaxError):
     """A run directory is missing files or holds corrupt ones."""
 
@@ -59,6 +68,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are for sharing
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:

@@ -154,6 +154,9 @@ def _load_folder(folder: Path, name: str, split: str, source: str,
                     "official MNIST" if source == "local" else source, strict)
             checksums[base] = sha
         position = np.arange(len(labels_arr), dtype=np.int64)
+    if len(labels_arr) == 0:
+        raise DataError(f"{folder}: the {name}/{split} files hold no examples (an empty split); "
+                        "replace them")
     if index is not None:
         if len(index) != len(labels_arr):
             raise DataError(f"{folder}: index.json lists {len(index)} examples for {split} but "
@@ -242,39 +245,124 @@ def load_embedded(name: str, split: str) -> Dataset:
                         index=contents[name][split], strict=True)
 
 
+# The host TFDS downloads from (its GCS bucket and most of its URLs) and how long the offline
+# probe may take. Tests monkeypatch these (or `network_available`) to simulate the offline case.
+TFDS_PROBE_HOST = ("storage.googleapis.com", 443)
+TFDS_PROBE_TIMEOUT_S = 2.5
+
+
+def network_available(host: tuple[str, int] = TFDS_PROBE_HOST,
+                      timeout: float = TFDS_PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to `host` (or to the HTTPS proxy, if one is set) opens within
+    `timeout` seconds, name lookup included.
+
+    Used before any TFDS download: offline, TFDS retries each download with back-off for
+    minutes before it fails; this answers in at most `timeout` seconds.
+    """
+    import socket
+    import threading
+    import urllib.parse
+
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    if proxy:
+        parsed = urllib.parse.urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        if parsed.hostname:
+            host = (parsed.hostname, parsed.port or 8080)
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection(host, timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    # A thread bounds the name lookup too, which socket timeouts do not cover.
+    t = threading.Thread(target=probe, daemon=True, name="memjax-network-probe")
+    t.start()
+    t.join(timeout + 0.5)
+    return bool(result and result[0])
+
+
+def offline_sources_hint(name: str | None = None) -> str:
+    """One paragraph naming the sources that work without a network, for error messages."""
+    try:
+        held = {ds: sorted(splits) for ds, splits in embedded_contents().items()}
+    except DataError:
+        held = {}
+    embedded = "; ".join(f"{ds} ({', '.join(splits)})" for ds, splits in sorted(held.items())) or "nothing"
+    lines = [
+        "Offline sources: (1) local standard files: put them in a folder and pass --data-dir DIR "
+        f"or set {ENV_DATA_DIR}=DIR (layout DIR/<dataset>/<files>[.gz], see docs/data.md), "
+        "source 'local' or 'auto';",
+        f"(2) the embedded subset shipped with memjax (source 'embedded' or 'auto'), which holds: "
+        f"{embedded}.",
+    ]
+    if name is not None and name not in held:
+        lines.append(f"The embedded subset holds no {name}: use local files.")
+    return " ".join(lines)
+
+
 def load_tfds(name: str, split: str, data_dir: str | os.PathLike | None = None) -> Dataset:
-    """One split through `tfds.data_source` (downloads and prepares it if needed: online only).
+    """One split through `tfds.data_source`; downloads and prepares it only if needed.
+
+    Data that TFDS has already prepared in `data_dir` (``builder.is_prepared()``) are read
+    without any network. Otherwise a download is needed, and a TCP probe of TFDS's host
+    (`network_available`, a few seconds at most) runs first, so that offline the call fails
+    within seconds, naming the offline sources, instead of retrying downloads for minutes.
 
     example_index: for CIFAR-10 TFDS's ``id`` (``train_01234``) gives the official position;
     for MNIST and Fashion-MNIST, which TFDS stores without ids and in its own order, it is the
     position in TFDS's (deterministic) order.
 
     Raises:
-      DataError: TFDS is not installed, cannot download or prepare the data, or returns images
-        of the wrong shape or labels out of range.
+      DataError: TFDS is not installed; the data are not prepared and there is no network;
+        TFDS cannot download or prepare the data; it returns no examples, images of the wrong
+        shape or labels out of range.
     """
     try:
         # Imported here: importing TFDS takes seconds and most runs never need it.
         import tensorflow_datasets as tfds
     except ImportError as e:
         raise DataError(f"tensorflow-datasets is not importable ({e}); pip install "
-                        "tensorflow-datasets, or use local files") from e
+                        "tensorflow-datasets (and importlib_resources), or use offline sources. "
+                        + offline_sources_hint(name)) from e
+    tfds_dir = None if data_dir is None else os.fspath(data_dir)
     try:
-        source = tfds.data_source(name, split=split,
-                                  data_dir=None if data_dir is None else os.fspath(data_dir))
+        prepared = tfds.builder(name, data_dir=tfds_dir).is_prepared()
+    except Exception as e:  # TFDS raises many types (registration, missing modules, files).
+        raise DataError(f"TFDS cannot build {name} ({type(e).__name__}: {e}). "
+                        + offline_sources_hint(name)) from e
+    if not prepared and not network_available():
+        where = tfds_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+        raise DataError(
+            f"TFDS has not prepared {name} in {where} and would download it, but there is no "
+            f"network ({TFDS_PROBE_HOST[0]}:{TFDS_PROBE_HOST[1]} unreachable within "
+            f"{TFDS_PROBE_TIMEOUT_S:g} s). " + offline_sources_hint(name))
+    try:
+        source = tfds.data_source(name, split=split, data_dir=tfds_dir, download=not prepared)
         examples = [source[i] for i in range(len(source))]
     except Exception as e:  # TFDS raises many types (network, missing files, build errors).
         raise DataError(f"TFDS could not provide {name}/{split} ({type(e).__name__}: {e}); "
-                        "go online so TFDS can download it, or use local files") from e
+                        "go online so TFDS can download it, or use offline sources. "
+                        + offline_sources_hint(name)) from e
+    if not examples:
+        raise DataError(f"TFDS {name}/{split}: the split is empty")
     shape = image_shape(name)
-    images = np.stack([np.asarray(ex["image"]) for ex in examples]).astype(np.uint8)
-    labels = np.asarray([int(ex["label"]) for ex in examples], dtype=np.int32)
-    if images.shape[1:] != shape:
-        raise DataError(f"TFDS {name}/{split}: images of shape {images.shape[1:]}, expected {shape}")
-    if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+    try:
+        images = np.stack([np.asarray(ex["image"]) for ex in examples])
+        labels = np.asarray([int(ex["label"]) for ex in examples], dtype=np.int64)
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"TFDS {name}/{split}: unexpected examples ({type(e).__name__}: {e})") from e
+    if (images.shape[1:] != shape or not np.issubdtype(images.dtype, np.integer)
+            or images.min() < 0 or images.max() > 255):
+        raise DataError(f"TFDS {name}/{split}: images of shape {images.shape[1:]} and dtype "
+                        f"{images.dtype}, expected integers 0-255 of shape {shape}")
+    images = images.astype(np.uint8)
+    if labels.min() < 0 or labels.max() >= NUM_CLASSES:
         raise DataError(f"TFDS {name}/{split}: labels outside [0, {NUM_CLASSES})")
     images.flags.writeable = False
-    return Dataset(name=name, split=split, images=images, labels=labels,
+    return Dataset(name=name, split=split, images=images, labels=labels.astype(np.int32),
                    example_index=_tfds_index(examples, split), source="tfds", checksums={})
 
 

@@ -1,0 +1,266 @@
+"""`memjax check DIR`: is a run (or sweep) directory complete and intact?
+
+A run directory (layout in `memjax.results`) is in one of these states:
+
+    scored              every file present; MANIFEST.json (written last) lists SHA-256 and size
+                        of each, and each must match
+    trained, not scored config.json + epochs.csv + population.npz only (`memjax train`); fine,
+                        `memjax score DIR` finishes it
+    incomplete          a stage was interrupted: a file is missing (the message says which and
+                        the command that completes it)
+    corrupt             a file fails its checksum or size, cannot be parsed, or disagrees with
+                        config.json
+
+Everything is read as data: JSON with `json`, tables with pandas' CSV reader, arrays with
+``np.load(allow_pickle=False)``; a pickled array is reported, never loaded. Leftover
+``.NAME.*.tmp`` files from killed writes are listed as harmless (they are never read). A sweep
+directory is a folder whose sub-folders are run directories; each is checked.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from memjax import results as R
+from memjax.errors import MemjaxError
+
+SCORED_FILES = (R.CONFIG, R.POPULATION, R.EPOCHS, R.MODELS_CSV, R.SUMMARY, R.ARRAYS, R.REPORT,
+                R.MANIFEST)
+TRAINED_FILES = (R.CONFIG, R.EPOCHS, R.POPULATION)
+_SCORE_OUTPUTS = (R.MODELS_CSV, R.SUMMARY, R.ARRAYS, R.REPORT, R.MANIFEST)
+
+
+@dataclass
+class CheckReport:
+    """The verdict on one directory.
+
+    Attributes:
+      path: the directory checked.
+      kind: "scored", "trained", "incomplete", "sweep", "empty" or "missing".
+      problems: what is missing or corrupt, one sentence each (for a sweep: prefixed by the
+        sub-run's name). Empty means the directory is usable.
+      notes: harmless findings (leftover temporary files, files not in the manifest).
+      files_verified: files whose checksum and size were verified against the manifest.
+      runs: per-run reports of a sweep.
+    """
+
+    path: Path
+    kind: str = "empty"
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    files_verified: int = 0
+    runs: list["CheckReport"] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def status(self) -> str:
+        if self.kind == "sweep":
+            bad = sum(not r.ok for r in self.runs)
+            return f"sweep of {len(self.runs)} runs, {len(self.runs) - bad} ok, {bad} with problems"
+        if self.problems:
+            return {"incomplete": "INCOMPLETE", "missing": "MISSING"}.get(self.kind, "CORRUPT")
+        return {"scored": f"ok: scored, {self.files_verified} files match MANIFEST.json",
+                "trained": "ok: trained, not scored (run `memjax score DIR` to score it)"
+                }.get(self.kind, self.kind)
+
+    def text(self) -> str:
+        """A human-readable report (what `memjax check` prints)."""
+        lines = [f"{self.path}: {self.status()}"]
+        lines += [f"  problem: {p}" for p in self.problems]
+        lines += [f"  note: {n}" for n in self.notes]
+        if self.kind == "sweep":
+            for r in self.runs:
+                lines.append(f"  {r.path.name}: {r.status()}")
+        return "\n".join(lines)
+
+
+def check_dir(path: str | os.PathLike) -> CheckReport:
+    """Verifies a run directory or a sweep directory (a folder of run directories).
+
+    Never raises for bad content: every defect becomes a line of `CheckReport.problems`.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return CheckReport(path, "missing", [f"{path}: no such directory"])
+    if (path / R.CONFIG).exists() or (path / R.MANIFEST).exists() or (path / R.POPULATION).exists():
+        return _check_run(path)
+    subs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and p.name != R.FIGURES and _looks_like_run(p))
+    if not subs:
+        return CheckReport(path, "empty", [f"{path}: neither a run directory (no {R.CONFIG}) nor "
+                                           "a sweep directory (no sub-folder holds a run)"])
+    report = CheckReport(path, "sweep")
+    report.notes += _tmp_notes(path)
+    for sub in subs:
+        r = _check_run(sub)
+        report.runs.append(r)
+        report.problems += [f"{sub.name}: {p}" for p in r.problems]
+        report.files_verified += r.files_verified
+    return report
+
+
+def _looks_like_run(p: Path) -> bool:
+    return any((p / name).exists() for name in (R.CONFIG, R.MANIFEST, R.POPULATION)) or any(
+        p.glob(f".{R.CONFIG}.*.tmp"))
+
+
+def _tmp_notes(folder: Path) -> list[str]:
+    tmps = sorted(q for q in folder.rglob(".*.tmp") if q.is_file())
+    if not tmps:
+        return []
+    names = ", ".join(q.relative_to(folder).as_posix() for q in tmps)
+    return [f"{len(tmps)} leftover temporary file(s) from an interrupted write, never read "
+            f"(safe to delete): {names}"]
+
+
+def _check_run(run: Path) -> CheckReport:
+    report = CheckReport(run)
+    report.notes += _tmp_notes(run)
+    present = {name for name in SCORED_FILES if (run / name).is_file()}
+    n_models = _check_config(run, report) if R.CONFIG in present else None
+    if R.CONFIG not in present:
+        report.problems.append(f"{R.CONFIG} missing: not a complete run (rerun `memjax run` or "
+                               "`memjax train`)")
+    if R.MANIFEST in present:
+        report.kind = "scored"
+        _check_manifest(run, report)
+        missing = [n for n in SCORED_FILES if n not in present]
+        if missing:
+            report.problems.append(f"missing {', '.join(missing)} (listed as required for a "
+                                   "scored run)")
+    elif any(n in present for n in _SCORE_OUTPUTS):
+        report.kind = "incomplete"
+        missing = [n for n in SCORED_FILES if n not in present]
+        report.problems.append(f"scoring did not finish: missing {', '.join(missing)}; run "
+                               f"`memjax score {run}`" if R.POPULATION in present else
+                               f"missing {', '.join(missing)}; rerun `memjax run`")
+    elif R.POPULATION in present and R.EPOCHS in present:
+        report.kind = "trained"
+    else:
+        report.kind = "incomplete"
+        missing = [n for n in TRAINED_FILES if n not in present]
+        report.problems.append(f"training did not finish: missing {', '.join(missing)}; rerun "
+                               "`memjax run` or `memjax train` with the same --workdir")
+    # Content checks: every file that is there must parse, whatever the state.
+    if R.POPULATION in present:
+        _check_population(run, n_models, report)
+    if R.ARRAYS in present:
+        _check_npz(run / R.ARRAYS, report)
+    if R.EPOCHS in present:
+        _read_csv(run / R.EPOCHS, report)
+    if R.SUMMARY in present:
+        _read_csv(run / R.SUMMARY, report)
+    if R.MODELS_CSV in present:
+        table = _read_csv(run / R.MODELS_CSV, report)
+        if table is not None and n_models is not None and len(table) != n_models:
+            report.problems.append(f"{R.MODELS_CSV} has {len(table)} rows but {R.CONFIG} says "
+                                   f"n_models={n_models}")
+        if table is not None and "valid" not in table.columns:
+            report.problems.append(f"{R.MODELS_CSV}: no 'valid' column")
+    return report
+
+
+def _check_config(run: Path, report: CheckReport) -> int | None:
+    """Parses config.json as data into a StudyConfig; returns its n_models."""
+    from memjax.config import StudyConfig, from_dict
+
+    path = run / R.CONFIG
+    try:
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        report.problems.append(f"{R.CONFIG}: not valid JSON ({type(e).__name__}: {e})")
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        report.problems.append(f"{R.CONFIG}: expected an object with a 'config' object")
+        return None
+    try:
+        from_dict(StudyConfig, record["config"])
+    except (MemjaxError, TypeError, ValueError) as e:
+        report.problems.append(f"{R.CONFIG}: 'config' is not a valid study config: {e}")
+    n = record.get("n_models")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        report.problems.append(f"{R.CONFIG}: n_models={n!r}, expected a positive integer")
+        return None
+    return n
+
+
+def _check_manifest(run: Path, report: CheckReport) -> None:
+    path = run / R.MANIFEST
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+        files = manifest["files"]
+        if not isinstance(files, dict):
+            raise TypeError("'files' is not an object")
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, RecursionError) as e:
+        report.problems.append(f"{R.MANIFEST}: unreadable ({type(e).__name__}: {e})")
+        return
+    real_run = run.resolve()
+    for rel, entry in sorted(files.items()):
+        target = run / rel
+        if (not isinstance(rel, str) or rel.startswith("/") or ".." in Path(rel).parts
+                or real_run not in target.resolve().parents):
+            report.problems.append(f"{R.MANIFEST}: entry {rel!r} points outside the run "
+                                   "directory; refusing to read it")
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            report.problems.append(f"{R.MANIFEST}: entry {rel!r} has no sha256")
+            continue
+        if not target.is_file():
+            report.problems.append(f"{rel}: listed in {R.MANIFEST} but missing")
+            continue
+        size = target.stat().st_size
+        if entry.get("bytes") is not None and size != entry["bytes"]:
+            report.problems.append(f"{rel}: {size} bytes, {R.MANIFEST} says {entry['bytes']} "
+                                   "(truncated or changed after the run)")
+            continue
+        if R.sha256_file(target) != entry["sha256"]:
+            report.problems.append(f"{rel}: SHA-256 differs from {R.MANIFEST} (corrupt or "
+                                   "changed after the run)")
+            continue
+        report.files_verified += 1
+    listed = set(files)
+    extra = sorted(p.relative_to(run).as_posix() for p in run.rglob("*")
+                   if p.is_file() and p.name != R.MANIFEST and not p.name.startswith(".")
+                   and p.relative_to(run).as_posix() not in listed)
+    if extra:
+        report.notes.append(f"not in {R.MANIFEST} (added after the run?): {', '.join(extra)}")
+
+
+def _check_npz(path: Path, report: CheckReport) -> dict[str, np.ndarray] | None:
+    try:
+        return R.read_npz(path)  # allow_pickle=False: an object array is an error, not code
+    except R.ResultsError as e:
+        msg = str(e)
+        if "allow_pickle" in msg or "Object arrays" in msg:
+            msg = f"{path}: holds a pickled (object) array; memjax never loads pickle ({e})"
+        report.problems.append(msg)
+        return None
+
+
+def _check_population(run: Path, n_models: int | None, report: CheckReport) -> None:
+    arrays = _check_npz(run / R.POPULATION, report)
+    if arrays is None:
+        return
+    variables = [k for k in arrays if k.startswith("variables/")]
+    if not variables:
+        report.problems.append(f"{R.POPULATION}: holds no variables")
+        return
+    leading = {arrays[k].shape[0] if arrays[k].ndim else None for k in variables}
+    if n_models is not None and leading != {n_models}:
+        report.problems.append(f"{R.POPULATION}: variables have leading sizes {sorted(leading, key=str)}"
+                               f" but {R.CONFIG} says n_models={n_models}")
+
+
+def _read_csv(path: Path, report: CheckReport) -> pd.DataFrame | None:
+    try:
+        return pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        report.problems.append(f"{path.name}: unreadable table ({type(e).__name__}: {e})")
+        return None

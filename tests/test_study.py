@@ -1,0 +1,128 @@
+"""The study end to end on the tiny preset: files, tables, resume, CLI, train/score apart."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from memjax import results as R
+from memjax.config import override
+from memjax.errors import ConfigError, FeatureError
+from memjax.presets import PRESETS, get_preset
+from memjax.study import prepare, run_study
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny")
+    return run_study(get_preset("tiny"), workdir, progress=False)
+
+
+def test_run_directory_holds_every_documented_file(tiny_run):
+    d = tiny_run.path
+    for name in (R.CONFIG, R.POPULATION, R.EPOCHS, R.MODELS_CSV, R.MODELS_PARQUET, R.SUMMARY,
+                 R.ARRAYS, R.REPORT, R.MANIFEST, "figures/scores.png", "figures/roc.png",
+                 "figures/examples.png", "figures/training.png"):
+        assert (d / name).is_file(), name
+    manifest = json.loads((d / R.MANIFEST).read_text())
+    assert manifest["files"][R.MODELS_CSV]["sha256"] == R.sha256_file(d / R.MODELS_CSV)
+    assert not list(d.glob(".*.tmp"))
+
+
+def test_config_json_records_versions_prng_and_checksums(tiny_run):
+    cfg = tiny_run.config
+    assert cfg["config"]["name"] == "tiny"
+    assert cfg["versions"]["jax"] and cfg["versions"]["flax"] and cfg["versions"]["optax"]
+    assert cfg["prng"]["jax_default_prng_impl"]
+    assert "fold_in" in cfg["prng"]["key_tree"]
+    assert cfg["data"]["train"]["source"] == "embedded"
+    assert all(len(v) == 64 for v in cfg["data"]["train"]["checksums"].values())
+
+
+def test_models_table_is_tidy_and_complete(tiny_run):
+    df = tiny_run.models
+    assert len(df) == 4
+    assert sorted(df["condition"]) == ["baseline", "baseline", "uf", "uf"]
+    for col in ("init_seed", "order_seed", "canary_index", "canary_label", "val_acc",
+                "epochs_trained", "valid", "M2", "M3", "M_score", "M3_t_p", "M3_U_p", "M6", "M12",
+                "M13", "M14", "M15", "M7", "M9", "M10", "M11_clean", "PD_M", "PD_M_p", "PD_max",
+                "PD_max_label"):
+        assert col in df, col
+    assert df["valid"].all()
+    assert (df["val_acc"] > 0.5).all()
+    # UF and baseline twins share keys: same canary, same seeds.
+    uf, base = df[df.condition == "uf"], df[df.condition == "baseline"]
+    np.testing.assert_array_equal(uf["init_seed"].to_numpy(), base["init_seed"].to_numpy())
+    np.testing.assert_array_equal(uf["canary_index"].to_numpy(), base["canary_index"].to_numpy())
+    pq = pd.read_parquet(tiny_run.path / R.MODELS_PARQUET)
+    assert list(pq.columns) == list(df.columns)
+
+
+def test_summary_and_arrays(tiny_run):
+    s = tiny_run.summary
+    assert {"M2", "M_score", "PD_M"} <= set(s["score"])
+    assert {"mean_uf", "mean_base", "diff", "diff_lo", "diff_hi", "auc", "mw_p",
+            "frac_above", "frac_above_lo", "frac_above_hi"} <= set(s.columns)
+    assert tiny_run.arrays["PD_Mk"].shape == (4, 10)
+    assert tiny_run.arrays["example/probe_ctrl"].shape[1:] == (28, 28, 1)
+    assert len(tiny_run.epochs) == 4 * 2
+
+
+def test_rerun_reuses_the_trained_population_and_gives_identical_results(tiny_run):
+    before = (tiny_run.path / R.POPULATION).stat().st_mtime_ns
+    again = run_study(get_preset("tiny"), tiny_run.path, progress=False)
+    assert (tiny_run.path / R.POPULATION).stat().st_mtime_ns == before
+    pd.testing.assert_frame_equal(again.models, tiny_run.models)
+
+
+def test_cli_score_stage_rescores_from_disk(tiny_run):
+    out = subprocess.run([sys.executable, "-m", "memjax.cli", "score", str(tiny_run.path),
+                          "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "M_score" in out.stdout
+    rescored = R.load(tiny_run.path)
+    pd.testing.assert_frame_equal(rescored.models, tiny_run.models)
+
+
+def test_cli_rejects_bad_overrides_before_any_work(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "memjax.cli", "run", "tiny", "--set",
+                          "train.epochs=0", "--workdir", str(tmp_path / "x")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "train.epochs=0" in out.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_presets_resolve_and_validate():
+    from memjax.config import StudyConfig, validate
+
+    for name in PRESETS:
+        cfg = get_preset(name)
+        if isinstance(cfg, StudyConfig):
+            validate(cfg)
+    assert set(PRESETS) >= {"tiny", "default", "paper-mnist-mlp", "paper-fashion-mlp",
+                            "paper-cifar-cnn", "toy-rare-concept"}
+
+
+def test_prepare_refuses_bad_feature_and_canary_before_compilation():
+    cfg = get_preset("tiny")
+    with pytest.raises(FeatureError, match="offset"):
+        prepare(override(cfg, ["feature.offset=[25, 25]"]))
+    with pytest.raises(ConfigError, match="out of range"):
+        prepare(override(cfg, ['population.canary.method="indices"',
+                               "population.canary.indices=[5000]"]))
+    with pytest.raises(ConfigError, match="n_train"):
+        prepare(override(cfg, ["data.n_train=999999"]))
+
+
+def test_override_parses_types_and_refuses_unknown_fields():
+    cfg = override(get_preset("tiny"), ["train.epochs=5", "train.learning_rate=0.001",
+                                        'population.conditions=["uf"]', "feature.text=BOB"])
+    assert cfg.train.epochs == 5 and cfg.train.learning_rate == 0.001
+    assert cfg.population.conditions == ("uf",) and cfg.feature.text == "BOB"
+    with pytest.raises(ConfigError, match="no field"):
+        override(cfg, ["train.epoch=5"])
+    with pytest.raises(ConfigError, match="integer"):
+        override(cfg, ["train.epochs=2.5"])
