@@ -7,7 +7,8 @@ A run directory (layout in `memjax.results`) is in one of these states:
     trained, not scored config.json + epochs.csv + population.npz only (`memjax train`); fine,
                         `memjax score DIR` finishes it
     incomplete          a stage was interrupted: a file is missing (the message says which and
-                        the command that completes it)
+                        the command that completes it; finished training chunks in chunks/
+                        are counted, they are reused on rerun)
     corrupt             a file fails its checksum or size, cannot be parsed, or disagrees with
                         config.json
 
@@ -33,6 +34,7 @@ SCORED_FILES = (R.CONFIG, R.POPULATION, R.EPOCHS, R.MODELS_CSV, R.SUMMARY, R.ARR
                 R.MANIFEST)
 TRAINED_FILES = (R.CONFIG, R.EPOCHS, R.POPULATION)
 _SCORE_OUTPUTS = (R.MODELS_CSV, R.SUMMARY, R.ARRAYS, R.REPORT, R.MANIFEST)
+CHUNKS = getattr(R, "CHUNKS", "chunks")  # finished training chunks of an interrupted run
 
 
 @dataclass
@@ -146,8 +148,13 @@ def _check_run(run: Path) -> CheckReport:
     else:
         report.kind = "incomplete"
         missing = [n for n in TRAINED_FILES if n not in present]
+        saved = sorted((run / CHUNKS).glob("chunk-*.npz")) if (run / CHUNKS).is_dir() else []
+        resume = f" ({len(saved)} finished training chunk(s) in {CHUNKS}/ will be reused)" if saved else ""
         report.problems.append(f"training did not finish: missing {', '.join(missing)}; rerun "
-                               "`memjax run` or `memjax train` with the same --workdir")
+                               f"`memjax run` or `memjax train` with the same --workdir{resume}")
+    if (run / CHUNKS).is_dir():
+        for chunk in sorted((run / CHUNKS).glob("chunk-*.npz")):
+            _check_npz(chunk, report)
     # Content checks: every file that is there must parse, whatever the state.
     if R.POPULATION in present:
         _check_population(run, n_models, report)

@@ -93,6 +93,10 @@ class TrainConfig:
         epochs, and restore its best weights.
       data_order: "shuffled" (a new permutation per epoch from the model's data-order seed) or
         "fixed" (the reference's unshuffled order, the same for every model).
+      dp_clip_norm: DP-SGD: clip each example's gradient to this L2 norm (None: no DP).
+      dp_noise_multiplier: DP-SGD: Gaussian noise of std dp_noise_multiplier * dp_clip_norm
+        added to the sum of clipped gradients, before dividing by the batch size.
+      dp_delta: the delta of the (epsilon, delta) reported by the accountant (None: 1/N).
     """
 
     optimizer: str = "adam"
@@ -108,6 +112,14 @@ class TrainConfig:
     patience: int = 10
     data_order: str = "shuffled"
     drop_remainder: bool = False
+    dp_clip_norm: float | None = None
+    dp_noise_multiplier: float = 0.0
+    dp_delta: float | None = None
+
+    @property
+    def dp(self) -> bool:
+        """Whether training is DP-SGD."""
+        return self.dp_clip_norm is not None
 
 
 @dataclass(frozen=True)
@@ -397,6 +409,18 @@ def validate(cfg: StudyConfig) -> StudyConfig:
     _check(t.epochs >= 1, f"train.epochs={t.epochs}: must be >= 1")
     _check(t.patience >= 1, f"train.patience={t.patience}: must be >= 1")
     _check(t.data_order in ("shuffled", "fixed"), f"train.data_order={t.data_order!r}: use shuffled or fixed")
+    _check(t.dp_clip_norm is None or (_finite(t.dp_clip_norm) and t.dp_clip_norm > 0),
+           f"train.dp_clip_norm={t.dp_clip_norm}: must be > 0 or null")
+    _check(_finite(t.dp_noise_multiplier) and t.dp_noise_multiplier >= 0,
+           f"train.dp_noise_multiplier={t.dp_noise_multiplier}: must be >= 0")
+    _check(t.dp_delta is None or (_finite(t.dp_delta) and 0 < t.dp_delta < 1),
+           f"train.dp_delta={t.dp_delta}: must be in (0, 1) or null")
+    if t.dp:
+        from memjax.models import uses_batch_stats
+
+        _check(not uses_batch_stats(m.name),
+               f"model.name={m.name!r} uses batch norm, whose statistics mix examples: DP-SGD "
+               "cannot bound one example's influence; choose a model without batch norm")
     _check(p.n_seeds >= 1, f"population.n_seeds={p.n_seeds}: must be >= 1")
     _check(p.seed_mode in ("same", "init", "order", "crossed"),
            f"population.seed_mode={p.seed_mode!r}: use same, init, order or crossed")

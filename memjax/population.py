@@ -8,7 +8,8 @@ PRNG key tree (all keys are raw uint32 [2] threefry keys, so they stack and save
     │                                        (epoch e's permutation: fold_in(order_key, e))
     └── fold_in(root, 2) = noise stream  -> fold_in(., init_seed)  = model's noise_key
                                              (dropout/augmentation at epoch e, step i:
-                                              split(fold_in(fold_in(noise_key, e), i)))
+                                              split(fold_in(fold_in(noise_key, e), i), 3):
+                                              dropout, augmentation, DP-SGD noise)
 
 A UF model and its baseline twin share every key: they differ only by the feature pixels.
 Host-side choices (canary indices, control patches) use NumPy generators with saved seeds.

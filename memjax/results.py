@@ -12,6 +12,8 @@ Layout of a run directory:
     figures/*.png      score distributions, ROC, example images
     report.md          a short human-readable report
     MANIFEST.json      SHA-256 and size of every file above (written last)
+    chunks/            finished training chunks while training runs (resume after a kill);
+                       removed once population.npz is written
 
 Every file is written to a temporary name in the same folder, fsynced and renamed, so a killed
 process never leaves a partial file under a final name. No pickle anywhere: `.npz` files are
@@ -46,6 +48,7 @@ ARRAYS = "arrays.npz"
 REPORT = "report.md"
 MANIFEST = "MANIFEST.json"
 FIGURES = "figures"
+CHUNKS = "chunks"
 
 
 def _current_umask() -> int:

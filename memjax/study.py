@@ -142,17 +142,27 @@ def train_stage(cfg: StudyConfig, workdir: str | Path, *, progress: bool = True,
     workdir = Path(workdir)
     prep = prep or prepare(cfg)
     workdir.mkdir(parents=True, exist_ok=True)
-    R.write_json(workdir / R.CONFIG, _config_record(prep))
+    chunks = workdir / R.CHUNKS
+    if not _same_config(workdir, cfg):
+        # Chunks saved by an interrupted run of another config must not be reused.
+        for stale in chunks.glob("chunk-*.npz"):
+            stale.unlink()
+        R.write_json(workdir / R.CONFIG, _config_record(prep))
     p = cfg.population
     result = train_population(cfg.model.name, cfg.train, prep.inputs, prep.data,
-                              strategy=p.strategy, chunk_size=p.chunk_size, progress=progress)
+                              strategy=p.strategy, chunk_size=p.chunk_size, progress=progress,
+                              checkpoint_dir=chunks)
     summary = {k: getattr(result, k) for k in SUMMARY_KEYS}
     summary.update({f"metric_{k}": v for k, v in result.metrics.items()})
     summary["chunk_size"] = np.asarray(result.chunk_size)
     summary["train_seconds"] = np.asarray(result.timings["total"])
     summary["first_epoch_seconds"] = np.asarray(result.timings["first_epoch"])
     R.write_table(workdir / R.EPOCHS, epochs_table(prep.table, result.metrics))
-    R.save_population(workdir / R.POPULATION, result.variables, summary)  # last: marks done
+    R.save_population(workdir / R.POPULATION, result.variables, summary)  # marks training done
+    for done in chunks.glob("chunk-*.npz"):  # population.npz now holds them all
+        done.unlink()
+    if chunks.is_dir() and not any(chunks.iterdir()):
+        chunks.rmdir()
     return result
 
 

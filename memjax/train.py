@@ -213,6 +213,32 @@ def make_program(model_name: str, cfg: TrainConfig) -> Program:
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
         return _masked_mean(losses, valid), (logits, new_bs)
 
+    def dp_grads(params, batch_stats, x, y, valid, rngs, noise_key):
+        """DP-SGD: per-example gradients clipped to dp_clip_norm, summed, Gaussian noise of
+        std noise_multiplier * clip added, divided by the batch size B (fixed, as the
+        accountant assumes)."""
+        clip = cfg.dp_clip_norm
+
+        def example_loss(p, x1, y1, i):
+            ex_rngs = {k: jax.random.fold_in(v, i) for k, v in rngs.items()}
+            logits = model.apply(variables_of(p, batch_stats), x1[None], train=True, rngs=ex_rngs)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y1[None])[0]
+            return loss, logits[0]
+
+        grad_fn = jax.vmap(jax.value_and_grad(example_loss, has_aux=True), in_axes=(None, 0, 0, 0))
+        (losses, logits), g = grad_fn(params, x, y, jnp.arange(x.shape[0]))
+        sq = sum(jnp.sum(leaf.reshape(leaf.shape[0], -1) ** 2, axis=1) for leaf in jax.tree.leaves(g))
+        factor = jnp.where(valid, jnp.minimum(1.0, clip / (jnp.sqrt(sq) + 1e-12)), 0.0)
+        leaves, treedef = jax.tree.flatten(g)
+        keys = jax.random.split(noise_key, len(leaves))
+        noisy = [
+            (jnp.tensordot(factor, leaf, axes=1)
+             + cfg.dp_noise_multiplier * clip * jax.random.normal(k, leaf.shape[1:], leaf.dtype))
+            / x.shape[0]
+            for leaf, k in zip(leaves, keys)
+        ]
+        return _masked_mean(losses, valid), logits, jax.tree.unflatten(treedef, noisy)
+
     def evaluate(params: Any, batch_stats: Any, data: TrainData) -> tuple[jax.Array, jax.Array]:
         """Validation loss and accuracy (eval mode), streamed in batches."""
         v = data.x_val.shape[0]
@@ -258,12 +284,17 @@ def make_program(model_name: str, cfg: TrainConfig) -> Program:
         def step(carry, xs):
             params, batch_stats, opt_state, diverged, s_loss, s_acc, s_n = carry
             idx, ok, i = xs
-            k_drop, k_aug = jax.random.split(jax.random.fold_in(epoch_key, i))
+            k_drop, k_aug, k_noise = jax.random.split(jax.random.fold_in(epoch_key, i), 3)
             x = batch_images(data, idx, ok, inputs)
             y = data.y_train[idx]
-            (loss, (logits, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                params, batch_stats, x, y, ok, {"dropout": k_drop, "augment": k_aug}
-            )
+            rngs = {"dropout": k_drop, "augment": k_aug}
+            if cfg.dp:
+                loss, logits, grads = dp_grads(params, batch_stats, x, y, ok, rngs, k_noise)
+                new_bs = batch_stats
+            else:
+                (loss, (logits, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                    params, batch_stats, x, y, ok, rngs
+                )
             updates, new_opt = tx.update(grads, opt_state, params)
             updates = jax.tree.map(lambda u: u * inputs.lr_mult, updates)
             new_params = optax.apply_updates(params, updates)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -96,6 +97,7 @@ def train_population(
     chunk_size: int | None = None,
     progress: bool = True,
     sharding: Any = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> TrainResult:
     """Trains every model of `inputs` [M] and returns their final state on the host.
 
@@ -108,6 +110,9 @@ def train_population(
       progress: show a progress bar over chunks x epochs.
       sharding: optional `memjax.sharding.ModelsSharding` to spread each chunk's models axis
         over devices.
+      checkpoint_dir: if given, each finished chunk is saved there (atomically) and chunks
+        already saved by an earlier, interrupted call with the same chunking are loaded instead
+        of retrained. The caller guarantees the folder belongs to the same config.
     Returns:
       TrainResult with arrays of leading size M (chunk padding removed).
     """
@@ -126,6 +131,14 @@ def train_population(
                disable=not progress, leave=False)
     for c in range(n_chunks):
         rows = np.arange(c * k, min((c + 1) * k, m))
+        ckpt = _chunk_path(checkpoint_dir, k, c, n_chunks, m) if checkpoint_dir else None
+        if ckpt is not None and ckpt.exists():
+            out, chunk_metrics = _load_chunk(ckpt)
+            for name in METRICS:
+                metrics[name][rows] = chunk_metrics[name]
+            outs.append(out)
+            bar.update(e_max)
+            continue
         padded = np.concatenate([rows, np.full(k - len(rows), rows[-1])])  # fixed shape: no retrace
         chunk_inputs = take(inputs, padded)
         if sharding is not None:
@@ -149,7 +162,10 @@ def train_population(
             "diverged_epoch": state.diverged_epoch,
         })
         n = len(rows)
-        outs.append(jax.tree.map(lambda x: np.asarray(x)[:n], {"variables": variables, **summary}))
+        out = jax.tree.map(lambda x: np.asarray(x)[:n], {"variables": variables, **summary})
+        if ckpt is not None:
+            _save_chunk(ckpt, out, {name: metrics[name][rows] for name in METRICS})
+        outs.append(out)
     bar.close()
     timings["total"] = time.perf_counter() - t0
     merged = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *outs)
@@ -164,3 +180,29 @@ def train_population(
         chunk_size=k,
         timings=timings,
     )
+
+
+def _chunk_path(folder: str | Path, k: int, c: int, n_chunks: int, m: int) -> Path:
+    return Path(folder) / f"chunk-m{m}-k{k}-{c:05d}-of-{n_chunks:05d}.npz"
+
+
+def _save_chunk(path: Path, out: dict, chunk_metrics: dict[str, np.ndarray]) -> None:
+    from flax import traverse_util
+
+    from memjax.results import write_npz
+
+    arrays = {f"out/{k}": v for k, v in traverse_util.flatten_dict(out, sep="/").items()}
+    arrays.update({f"metrics/{k}": v for k, v in chunk_metrics.items()})
+    write_npz(path, arrays)
+
+
+def _load_chunk(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    from flax import traverse_util
+
+    from memjax.results import read_npz
+
+    arrays = read_npz(path)
+    out = traverse_util.unflatten_dict(
+        {k[4:]: v for k, v in arrays.items() if k.startswith("out/")}, sep="/")
+    chunk_metrics = {k[8:]: v for k, v in arrays.items() if k.startswith("metrics/")}
+    return out, chunk_metrics

@@ -251,10 +251,10 @@ TFDS_PROBE_HOST = ("storage.googleapis.com", 443)
 TFDS_PROBE_TIMEOUT_S = 2.5
 
 
-def network_available(host: tuple[str, int] = TFDS_PROBE_HOST,
-                      timeout: float = TFDS_PROBE_TIMEOUT_S) -> bool:
-    """Whether a TCP connection to `host` (or to the HTTPS proxy, if one is set) opens within
-    `timeout` seconds, name lookup included.
+def network_available(host: tuple[str, int] | None = None, timeout: float | None = None) -> bool:
+    """Whether a TCP connection to `host` (default `TFDS_PROBE_HOST`; the HTTPS proxy instead,
+    if one is set) opens within `timeout` seconds (default `TFDS_PROBE_TIMEOUT_S`), name
+    lookup included.
 
     Used before any TFDS download: offline, TFDS retries each download with back-off for
     minutes before it fails; this answers in at most `timeout` seconds.
@@ -263,6 +263,8 @@ def network_available(host: tuple[str, int] = TFDS_PROBE_HOST,
     import threading
     import urllib.parse
 
+    host = TFDS_PROBE_HOST if host is None else host
+    timeout = TFDS_PROBE_TIMEOUT_S if timeout is None else timeout
     proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
     if proxy:
         parsed = urllib.parse.urlparse(proxy if "://" in proxy else f"http://{proxy}")

@@ -1,0 +1,172 @@
+"""Black-box audits of third-party models: any callable from images to class outputs.
+
+The auditor of method.md knows the unique feature (UF) and the data domain, and may only query
+the model. `audit_predict_fn` does exactly that for a plain Python callable (a PyTorch or Keras
+model behind a NumPy wrapper, a remote API, a jitted Flax model): it builds the three probe
+variants (clean x, with the UF x^U, with the probe's random control patch x^R) with
+`memjax.features`, streams them through the callable in batches on the host, and turns the
+outputs into every score of method.md with `memjax.score.batch_terms` and `finalize` (the same
+code that scores memjax's own populations, so the numbers are the same for the same model).
+
+Outputs may be probabilities or logits: log(p) is a logit vector of p (log_softmax(log p) =
+log p when p sums to 1, and renormalises it otherwise), so probabilities are turned into logits
+by a safe log (zeros floored at the smallest normal float32).
+
+Shapes: P probes, B batch, H, W, K image height, width, channels, C classes.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from memjax import score as score_lib
+from memjax.config import FeatureConfig
+from memjax.features import control_bitmaps, feature_bitmap, insert, render, render_feature
+
+OUTPUTS = ("probs", "logits")
+PER_PROBE_KEYS = ("kl_q_uf", "kl_q_ctrl", "d_own")
+_TINY = float(np.finfo(np.float32).tiny)
+
+
+class PredictFn(Protocol):
+    """A model as the auditor sees it: images [B, H, W, K] -> probabilities or logits [B, C]."""
+
+    def __call__(self, x: np.ndarray) -> np.ndarray: ...
+
+
+def to_logits(out: Any, output: str) -> np.ndarray:
+    """A callable's outputs [B, C] as float32 logits.
+
+    Raises:
+      ValueError: not 2-D, non-finite values, or negative / all-zero probability rows.
+    """
+    z = np.asarray(out, np.float64)
+    if z.ndim != 2:
+        raise ValueError(f"predict_fn returned shape {z.shape}; expected [batch, classes]")
+    if output == "logits":
+        if not np.all(np.isfinite(z)):
+            raise ValueError("predict_fn returned non-finite logits")
+        return z.astype(np.float32)
+    if not np.all(np.isfinite(z)) or np.any(z < 0) or np.any(z.sum(axis=1) <= 0):
+        raise ValueError("predict_fn returned invalid probabilities (negative, non-finite or an "
+                         "all-zero row); pass output='logits' if these are logits")
+    return np.log(np.maximum(z, _TINY)).astype(np.float32)
+
+
+def _variants(x01: np.ndarray, overlay, ctrl: np.ndarray, feature: FeatureConfig
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """x^U and x^R of a batch x01 [B, H, W, K] with control bitmaps ctrl [B, h, w]."""
+    c_mask, c_value = render(ctrl, x01.shape[1:], tuple(feature.offset), feature.scale,
+                             feature.transparent)
+    return insert(x01, overlay.mask, overlay.value), insert(x01, c_mask, c_value)
+
+
+def _pad(z: np.ndarray, rows: int) -> np.ndarray:
+    """z [b, C] padded with zero rows to [rows, C] (batch_terms is compiled once per shape)."""
+    return np.concatenate([z, np.zeros((rows - z.shape[0], z.shape[1]), z.dtype)]) if rows > z.shape[0] else z
+
+
+def audit_predict_fn(
+    predict_fn: PredictFn | Callable[[np.ndarray], Any],
+    probes_x01: np.ndarray,
+    probe_labels: np.ndarray,
+    feature_cfg: FeatureConfig,
+    *,
+    y_star: int | None = None,
+    output: str = "probs",
+    standardise: tuple[Any, Any] | None = None,
+    batch_size: int = 1000,
+    clip: bool = False,
+    control_seed: int = 0,
+) -> dict[str, Any]:
+    """Every score of method.md for one model seen only through `predict_fn`.
+
+    Args:
+      predict_fn: images [B, H, W, K] float32 -> [B, C] probabilities or logits (NumPy-
+        convertible). It is called three times per batch (clean, UF, control), with B <=
+        batch_size real probes (never padding).
+      probes_x01: [P, H, W, K] probe images in [0, 1] pixel space.
+      probe_labels: int [P], the probes' labels (for M3 / the M score and the PD scores).
+      feature_cfg: the UF to look for and where it goes (also places the control patches).
+      y_star: the canary's label if known; None leaves the label-aware scores (M3, M_score,
+        their tests, PD_M) NaN. The label-free scores (M2, M6, M12-M15, PD_max) need no label.
+      output: "probs" or "logits", what predict_fn returns.
+      standardise: None (the callable gets [0, 1] images and does its own preprocessing) or
+        (mean [K], std [K]): it gets (x - mean) / std.
+      batch_size: probes per call.
+      clip: Keras' clipped KL (the reference's numbers) instead of log space.
+      control_seed: seed of the control bitmaps (`ProbeConfig.control_seed`; use the same one to
+        compare with a memjax population).
+    Returns:
+      `memjax.score.finalize`'s scores of this model as Python floats / ints, the per-class
+      PD_* entries as [C] arrays.
+    Raises:
+      ValueError: bad arguments or outputs (wrong shape, inconsistent class count, invalid
+        probabilities). FeatureError: the feature does not fit the probes.
+    """
+    if output not in OUTPUTS:
+        raise ValueError(f"audit_predict_fn: output={output!r}; use one of {OUTPUTS}")
+    x_all = np.asarray(probes_x01, np.float32)
+    labels = np.asarray(probe_labels).astype(np.int32).reshape(-1)
+    if x_all.ndim != 4 or x_all.shape[0] != labels.shape[0] or x_all.shape[0] == 0:
+        raise ValueError(f"audit_predict_fn: probes {x_all.shape} and labels {labels.shape}: expected "
+                         "[P, H, W, K] and [P] with P >= 1")
+    if batch_size < 1:
+        raise ValueError(f"audit_predict_fn: batch_size={batch_size} must be >= 1")
+    num_probes, image_shape = x_all.shape[0], tuple(x_all.shape[1:])
+    overlay = render_feature(feature_cfg, image_shape)
+    ctrl = control_bitmaps(num_probes, feature_bitmap(feature_cfg).shape, control_seed)
+    if standardise is None:
+        prep = lambda x: x  # noqa: E731
+    else:
+        mean, std = (np.asarray(v, np.float32) for v in standardise)
+        prep = lambda x: (x - mean) / std  # noqa: E731
+    b = min(batch_size, num_probes)
+    # y* = -1 matches no probe label and no class: the label-aware scores come out NaN.
+    y = jnp.int32(-1 if y_star is None else y_star)
+    num_classes = None
+    sums: dict[str, np.ndarray] = {}
+    per_probe: dict[str, list[np.ndarray]] = {k: [] for k in PER_PROBE_KEYS}
+    for start in range(0, num_probes, b):
+        x = x_all[start:start + b]
+        n = x.shape[0]
+        x_uf, x_ctrl = _variants(x, overlay, ctrl[start:start + n], feature_cfg)
+        logits = [to_logits(predict_fn(prep(v)), output) for v in (x, x_uf, x_ctrl)]
+        if any(z.shape[0] != n for z in logits):
+            raise ValueError(f"predict_fn returned {[z.shape[0] for z in logits]} rows for {n} images")
+        num_classes = num_classes or logits[0].shape[1]
+        if any(z.shape[1] != num_classes for z in logits):
+            raise ValueError(f"predict_fn returned {[z.shape[1] for z in logits]} classes; expected {num_classes}")
+        if y_star is not None and not 0 <= y_star < num_classes:
+            raise ValueError(f"audit_predict_fn: y_star={y_star} is not a class of a {num_classes}-class model")
+        valid = np.arange(b) < n
+        s, pp = score_lib.batch_terms(
+            *(jnp.asarray(_pad(z, b)) for z in logits), y,
+            jnp.asarray(np.where(valid, np.pad(labels[start:start + n], (0, b - n)), 0)),
+            jnp.asarray(valid), clip=clip, num_classes=num_classes)
+        for k, v in jax.device_get(s).items():
+            sums[k] = sums.get(k, 0.0) + np.asarray(v, np.float64)  # float64 sums on the host
+        pp = jax.device_get(pp)
+        for k in PER_PROBE_KEYS:
+            per_probe[k].append(np.asarray(pp[k])[:n])
+    res = score_lib.finalize(
+        {k: v[None] for k, v in sums.items()},
+        {k: np.concatenate(v)[None] for k, v in per_probe.items()},
+        np.array([-1 if y_star is None else y_star]), labels, num_classes)
+    return {k: (v[0].item() if v.ndim == 1 else v[0]) for k, v in res.items()}
+
+
+def flax_predict_fn(model: Any, variables: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """A memjax / Flax model with fixed weights as a NumPy callable returning logits (eval mode).
+
+    Args:
+      model: a Flax module with `__call__(x, *, train)` (e.g. `memjax.models.build_model`).
+      variables: ONE model's variables (no models axis).
+    """
+    apply = jax.jit(lambda x: model.apply(variables, x, train=False))
+    return lambda x: np.asarray(apply(jnp.asarray(x, jnp.float32)))
+
