@@ -183,6 +183,14 @@ def _order(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.lexsort((tie, scores))  # indices, ascending by (score, tie)
 
 
+def _tie_accept(scores: np.ndarray, place: np.ndarray, cut: int, inclusive: bool) -> float:
+    """Fraction of the models tied with the threshold's score that the test calls positive: the
+    rank test as a fixed randomised test "score > t, or score = t with this probability"."""
+    tied = scores == scores[np.flatnonzero(place == cut)[0]]
+    above = place[tied] >= cut if inclusive else place[tied] > cut
+    return float(np.mean(above))
+
+
 def _rank_tests(pos: np.ndarray, neg: np.ndarray, ranks: Sequence[int] | None, rng: np.random.Generator
                 ) -> list[dict]:
     """Counts of every candidate test of method "ranks" (see the module docstring)."""
@@ -198,11 +206,13 @@ def _rank_tests(pos: np.ndarray, neg: np.ndarray, ranks: Sequence[int] | None, r
         cut = neg_place[n0 - 1 - r]  # the (r+1)-th highest baseline; positive strictly above it
         tp = int(np.sum(pos_place > cut))
         tests.append({"tp": tp, "fp": r, "threshold": float(scores[order[cut]]),
+                      "tie_accept": _tie_accept(scores, place, cut, inclusive=False),
                       "test": f"score > t (baseline rank {r})"})
     for r in _ranks_in(ranks, n1):
         cut = pos_place[r]  # the (r+1)-th lowest UF model; positive at or above it
         fp = int(np.sum(neg_place > cut))
         tests.append({"tp": n1 - r, "fp": fp, "threshold": float(scores[order[cut]]),
+                      "tie_accept": _tie_accept(scores, place, cut, inclusive=True),
                       "test": f"score >= t (uf rank {r})"})
     return tests
 
@@ -269,8 +279,8 @@ def eps_lower_bound(
 
 def _split_bound(pos: np.ndarray, neg: np.ndarray, delta: float, alpha: float,
                  ranks: Sequence[int] | None, rng: np.random.Generator) -> EpsBound:
-    """Method "split": the best rank test of a random half of each group, as a score
-    threshold, counted on the other half with K = 1."""
+    """Method "split": the best rank test of a random half of each group, as a fixed
+    (randomised at ties) test on the score, counted on the other half with K = 1."""
     pos, neg = rng.permutation(pos), rng.permutation(neg)
     h1, h0 = pos.size // 2, neg.size // 2
     pos_sel, pos_eval, neg_sel, neg_eval = pos[:h1], pos[h1:], neg[:h0], neg[h0:]
@@ -279,13 +289,15 @@ def _split_bound(pos: np.ndarray, neg: np.ndarray, delta: float, alpha: float,
     if h1 == 0 or h0 == 0:
         return EpsBound(0.0, NAN, "", 0, 0, n1, n0, NAN, NAN, 1, "split", alpha, delta, eps_max)
     chosen = _best(_bound_tests(_rank_tests(pos_sel, neg_sel, ranks, rng), h1, h0, delta, alpha))
-    t = chosen["threshold"]
-    # A fixed threshold now: strict above a baseline's score, inclusive at a UF model's.
-    strict = chosen["test"].startswith("score > ")
-    above = (lambda x: x > t) if strict else (lambda x: x >= t)
-    test = {"tp": int(np.sum(above(pos_eval))), "fp": int(np.sum(above(neg_eval)))}
+    t, rho = chosen["threshold"], chosen["tie_accept"]
+
+    def positive(x: np.ndarray) -> np.ndarray:  # the chosen test, fixed before seeing these
+        return (x > t) | ((x == t) & (rng.random(x.size) < rho))
+
+    test = {"tp": int(np.sum(positive(pos_eval))), "fp": int(np.sum(positive(neg_eval)))}
     test = _bound_tests([test], n1, n0, delta, alpha)[0]
-    label = f"score {'>' if strict else '>='} t (chosen on the other half: {chosen['test']})"
+    label = (f"score > t, or = t with probability {rho:.3g} (chosen on the other half: "
+             f"{chosen['test']})")
     return EpsBound(test["eps"], t, label, test["tp"], test["fp"], n1, n0, test["tpr_lo"],
                     test["fpr_hi"], 1, "split", alpha, delta, eps_max)
 

@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--workdir", type=Path, default=None, help="run directory (default runs/PRESET)")
         sp.add_argument("--data-dir", default=None, help="folder of standard dataset files")
         sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+        dist = sp.add_argument_group("multi-host (jax.distributed; implies population.shard)")
+        dist.add_argument("--distributed", action="store_true",
+                          help="initialise jax.distributed (auto-detects Slurm / Open MPI)")
+        dist.add_argument("--coordinator", default=None, help="coordinator host:port")
+        dist.add_argument("--num-processes", type=int, default=None)
+        dist.add_argument("--process-id", type=int, default=None)
 
     study_args(sub.add_parser("run", help="train and score a study (default: the default preset)"), False)
     study_args(sub.add_parser("train", help="train a study's population only"), True)
@@ -53,6 +59,8 @@ def _resolve(args) -> StudyConfig:
     sets = list(args.sets)
     if getattr(args, "data_dir", None):
         sets += [f"data.data_dir={json.dumps(args.data_dir)}"]
+    if getattr(args, "distributed", False):
+        sets += ["population.shard=true"]
     cfg = override(cfg, sets)
     if isinstance(cfg, StudyConfig):
         validate(cfg)
@@ -103,14 +111,26 @@ def main(argv: list[str] | None = None) -> int:
             _print_summary(study.score_stage(args.workdir, progress=not args.no_progress))
             return 0
         cfg = _resolve(args)
+        if getattr(args, "distributed", False):
+            from memjax.sharding import init_distributed
+
+            init_distributed(args.coordinator, args.num_processes, args.process_id)
         workdir = args.workdir or Path("runs") / args.preset
         if not isinstance(cfg, StudyConfig):
             return _run_toy(cfg, workdir, not args.no_progress)
         if args.command == "train":
             result = study.train_stage(cfg, workdir, progress=not args.no_progress)
+            if getattr(args, "distributed", False) and args.process_id:
+                return 0
             print(f"trained {result.n_models} models in {result.timings['total']:.1f} s -> {workdir}")
             return 0
-        _print_summary(study.run_study(cfg, workdir, progress=not args.no_progress))
+        results = study.run_study(cfg, workdir, progress=not args.no_progress)
+        if getattr(args, "distributed", False):  # leave together: process 0 writes longest
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("memjax run done")
+        if results is not None:  # None on the non-writing processes of a multi-host run
+            _print_summary(results)
         return 0
     except MemjaxError as e:
         print(f"memjax: error: {e}", file=sys.stderr)

@@ -159,6 +159,7 @@ class PopulationConfig:
         "chunks" (chunks of `chunk_size`) or "sequential" (one at a time).
       chunk_size: models per chunk for strategy "chunks" (and the cap for "auto").
       lr_multipliers: optional per-model learning-rate multipliers (length = population size).
+      shard: spread each chunk's models over all devices (of all processes) along a 1-D mesh.
     """
 
     n_seeds: int = 16
@@ -170,6 +171,7 @@ class PopulationConfig:
     strategy: str = "auto"
     chunk_size: int | None = None
     lr_multipliers: tuple[float, ...] = ()
+    shard: bool = False
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from memjax import score as score_lib
 from memjax.config import FeatureConfig
 from memjax.features import control_bitmaps, feature_bitmap, insert, render
+from memjax.sharding import gather
 from memjax.train import ModelInputs, Program
 
 PER_PROBE_KEYS = ("kl_q_uf", "kl_q_ctrl", "d_own")
@@ -93,6 +94,7 @@ def score_population(
     chunk_size: int = 64,
     num_classes: int = 10,
     progress: bool = True,
+    sharding=None,
 ) -> ScoreOutput:
     """Every score of method.md for every model.
 
@@ -109,6 +111,8 @@ def score_population(
       clip: Keras' clipped KL instead of log space.
       control_seed: seed of the control bitmaps (one per probe, shared by all models).
       batch_size: probes per step; chunk_size: models per step.
+      sharding: optional `memjax.sharding.ModelsSharding`: each chunk's models are spread
+        over the devices (probes replicated).
     Returns:
       ScoreOutput.
     """
@@ -119,9 +123,14 @@ def score_population(
     fn = _batch_fn(program, feature, image_shape, standardise, clip, num_classes)
     m = int(np.asarray(y_star).shape[0])
     k = max(1, min(chunk_size, m))
+    if sharding is not None:  # a multiple of the device count; padding is discarded
+        k = math.ceil(k / sharding.n_devices) * sharding.n_devices
+    put_models = sharding.shard_models if sharding is not None else jax.device_put
+    put_shared = sharding.replicate if sharding is not None else jax.device_put
+    host = gather if sharding is not None else jax.device_get
     b = max(1, min(batch_size, p))
     n_batches = math.ceil(p / b)
-    mean_d, std_d = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+    mean_d, std_d = np.asarray(mean, np.float32), np.asarray(std, np.float32)
     sums_all: list[dict] = []
     per_probe_all: list[dict] = []
     bar = tqdm(total=math.ceil(m / k) * n_batches, desc=f"score x{m}", unit="batch",
@@ -129,24 +138,22 @@ def score_population(
     for c in range(math.ceil(m / k)):
         rows = np.arange(c * k, min((c + 1) * k, m))
         padded = np.concatenate([rows, np.full(k - len(rows), rows[-1])])
-        v = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[padded]), variables)
-        fm = jnp.asarray(np.asarray(inputs.feature_mask)[padded])
-        fv = jnp.asarray(np.asarray(inputs.feature_value)[padded])
-        ys = jnp.asarray(np.asarray(y_star)[padded], jnp.int32)
+        v, fm, fv, ys = put_models((
+            jax.tree.map(lambda x: np.asarray(x)[padded], variables),
+            np.asarray(inputs.feature_mask)[padded], np.asarray(inputs.feature_value)[padded],
+            np.asarray(y_star)[padded].astype(np.int32)))
         sums: dict[str, np.ndarray] = {}
         pp: dict[str, list] = {key: [] for key in PER_PROBE_KEYS}
         for i in range(n_batches):
             sl = np.arange(i * b, (i + 1) * b)
             valid = sl < p
             sl = np.where(valid, sl, 0)
-            s, per = fn(v, fm, fv, ys, jnp.asarray(probes_x01[sl]), jnp.asarray(ctrl[sl]),
-                        jnp.asarray(probe_labels[sl], jnp.int32), jnp.asarray(valid),
-                        mean_d, std_d)
-            s = jax.device_get(s)
+            batch = put_shared((probes_x01[sl], ctrl[sl], probe_labels[sl].astype(np.int32),
+                                valid, mean_d, std_d))
+            s, per = host(fn(v, fm, fv, ys, *batch))
             for key, val in s.items():
                 val = np.asarray(val, np.float64)[: len(rows)]
                 sums[key] = sums[key] + val if key in sums else val
-            per = jax.device_get(per)
             n_valid = int(valid.sum())
             for key in PER_PROBE_KEYS:
                 pp[key].append(np.asarray(per[key])[: len(rows), :n_valid])

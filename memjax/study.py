@@ -26,6 +26,7 @@ from memjax.features import check_fits, render_feature
 from memjax.models import model_family
 from memjax.population import build_table, model_inputs
 from memjax.scoring import score_population
+from memjax.sharding import is_writer
 from memjax.stats import summarise
 from memjax.train import ModelInputs, TrainData, make_program
 from memjax.trainer import METRICS, TrainResult, make_train_data, train_population
@@ -136,11 +137,26 @@ def epochs_table(table: pd.DataFrame, result_metrics: dict[str, np.ndarray]) -> 
     return df[np.isfinite(df["train_loss"]) | np.isfinite(df["val_loss"])].reset_index(drop=True)
 
 
+def _sharding(cfg: StudyConfig):
+    from memjax.sharding import ModelsSharding
+
+    return ModelsSharding.over() if cfg.population.shard else None
+
+
 def train_stage(cfg: StudyConfig, workdir: str | Path, *, progress: bool = True,
                 prep: Prepared | None = None) -> TrainResult:
-    """Trains the population of `cfg` and writes config.json, population.npz and epochs.csv."""
+    """Trains the population of `cfg` and writes config.json, population.npz and epochs.csv.
+
+    With several processes (jax.distributed) every process trains its shards and only process
+    0 writes; chunk checkpoints are then off.
+    """
     workdir = Path(workdir)
     prep = prep or prepare(cfg)
+    p = cfg.population
+    if not is_writer():
+        return train_population(cfg.model.name, cfg.train, prep.inputs, prep.data,
+                                strategy=p.strategy, chunk_size=p.chunk_size, progress=False,
+                                sharding=_sharding(cfg))
     workdir.mkdir(parents=True, exist_ok=True)
     chunks = workdir / R.CHUNKS
     if not _same_config(workdir, cfg):
@@ -148,15 +164,11 @@ def train_stage(cfg: StudyConfig, workdir: str | Path, *, progress: bool = True,
         for stale in chunks.glob("chunk-*.npz"):
             stale.unlink()
         R.write_json(workdir / R.CONFIG, _config_record(prep))
-    p = cfg.population
+    multi = jax.process_count() > 1
     result = train_population(cfg.model.name, cfg.train, prep.inputs, prep.data,
                               strategy=p.strategy, chunk_size=p.chunk_size, progress=progress,
-                              checkpoint_dir=chunks)
-    summary = {k: getattr(result, k) for k in SUMMARY_KEYS}
-    summary.update({f"metric_{k}": v for k, v in result.metrics.items()})
-    summary["chunk_size"] = np.asarray(result.chunk_size)
-    summary["train_seconds"] = np.asarray(result.timings["total"])
-    summary["first_epoch_seconds"] = np.asarray(result.timings["first_epoch"])
+                              sharding=_sharding(cfg), checkpoint_dir=None if multi else chunks)
+    summary = population_summary(result)
     R.write_table(workdir / R.EPOCHS, epochs_table(prep.table, result.metrics))
     R.save_population(workdir / R.POPULATION, result.variables, summary)  # marks training done
     for done in chunks.glob("chunk-*.npz"):  # population.npz now holds them all
@@ -164,6 +176,16 @@ def train_stage(cfg: StudyConfig, workdir: str | Path, *, progress: bool = True,
     if chunks.is_dir() and not any(chunks.iterdir()):
         chunks.rmdir()
     return result
+
+
+def population_summary(result: TrainResult) -> dict[str, np.ndarray]:
+    """The per-model training summary saved beside the variables in population.npz."""
+    summary = {k: getattr(result, k) for k in SUMMARY_KEYS}
+    summary.update({f"metric_{k}": v for k, v in result.metrics.items()})
+    summary["chunk_size"] = np.asarray(result.chunk_size)
+    summary["train_seconds"] = np.asarray(result.timings["total"])
+    summary["first_epoch_seconds"] = np.asarray(result.timings["first_epoch"])
+    return summary
 
 
 def _final_accuracy(summary: dict[str, np.ndarray], early_stopping: bool) -> np.ndarray:
@@ -175,15 +197,23 @@ def _final_accuracy(summary: dict[str, np.ndarray], early_stopping: bool) -> np.
     return acc[np.arange(m), epoch]
 
 
-def score_stage(workdir: str | Path, *, progress: bool = True, prep: Prepared | None = None
-                ) -> R.RunResults:
-    """Scores the trained population in `workdir` and writes the tables, figures and report."""
+def score_stage(workdir: str | Path, *, progress: bool = True, prep: Prepared | None = None,
+                trained: TrainResult | None = None) -> R.RunResults | None:
+    """Scores the trained population in `workdir` and writes the tables, figures and report.
+
+    `trained` (with `prep`) skips reading population.npz (multi-process runs score what they
+    trained). Returns the loaded results on the writing process, None on the others.
+    """
     from memjax import plotting, report
 
     workdir = Path(workdir)
-    cfg = read_config(workdir)
-    prep = prep or prepare(cfg)
-    variables, summary = R.load_population(workdir / R.POPULATION)
+    if trained is not None and prep is not None:
+        cfg = prep.cfg
+        variables, summary = trained.variables, population_summary(trained)
+    else:
+        cfg = read_config(workdir)
+        prep = prep or prepare(cfg)
+        variables, summary = R.load_population(workdir / R.POPULATION)
     program = make_program(cfg.model.name, cfg.train)
     probes = make_probes(cfg.data.dataset, n=cfg.probes.n, source=cfg.probes.source,
                          data_dir=cfg.data.data_dir)
@@ -196,7 +226,10 @@ def score_stage(workdir: str | Path, *, progress: bool = True, prep: Prepared | 
         standardise=cfg.probes.standardise or k == 3, clip=cfg.score.clip,
         control_seed=cfg.probes.control_seed, batch_size=cfg.probes.batch_size,
         chunk_size=64 if model_family(cfg.model.name) == "mlp" else 16, progress=progress,
+        sharding=_sharding(cfg),
     )
+    if not is_writer():
+        return None
     table = prep.table.copy()
     for key in SUMMARY_KEYS:
         table[key] = summary[key]
@@ -250,6 +283,9 @@ def run_study(cfg: StudyConfig, workdir: str | Path, *, progress: bool = True) -
     """Trains (unless already trained with this config) and scores; returns the loaded results."""
     workdir = Path(workdir)
     prep = prepare(cfg)
+    if jax.process_count() > 1:  # no file is read back: processes must decide alike
+        trained = train_stage(cfg, workdir, progress=progress, prep=prep)
+        return score_stage(workdir, progress=progress, prep=prep, trained=trained)
     if not ((workdir / R.POPULATION).is_file() and _same_config(workdir, cfg)):
         train_stage(cfg, workdir, progress=progress, prep=prep)
     elif progress:

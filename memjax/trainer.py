@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from memjax.config import TrainConfig
 from memjax.models import model_family
 from memjax.population import take
+from memjax.sharding import gather
 from memjax.strategy import per_model_bytes, plan_chunk_size, tree_bytes
 from memjax.train import ModelInputs, TrainData, make_program
 
@@ -119,6 +120,9 @@ def train_population(
     program = make_program(model_name, cfg)
     m = int(inputs.canary.shape[0])
     n_dev = sharding.n_devices if sharding is not None else 1
+    if sharding is not None:
+        data = sharding.replicate(data)
+    host = gather if sharding is not None else jax.device_get
     k = plan_chunk_size(m, strategy, chunk_size, estimate_model_bytes(model_name, cfg, data),
                         model_family(model_name), n_devices=n_dev)
     n_chunks = math.ceil(m / k)
@@ -146,7 +150,7 @@ def train_population(
         state = program.init(chunk_inputs, data)
         for epoch in range(e_max):
             state, met = program.epoch(state, chunk_inputs, data, jnp.int32(epoch))
-            done = np.asarray(state.stopped | state.diverged)
+            done, met = host((state.stopped | state.diverged, met))
             for name in METRICS:
                 metrics[name][rows, epoch] = np.asarray(met[name])[: len(rows)]
             if "first_epoch" not in timings:
@@ -155,8 +159,8 @@ def train_population(
             if done.all():
                 bar.update(e_max - epoch - 1)
                 break
-        variables = jax.device_get(program.final(state))
-        summary = jax.device_get({
+        variables = host(program.final(state))
+        summary = host({
             "epochs_trained": state.epochs_trained, "best_epoch": state.best_epoch,
             "stopped": state.stopped, "diverged": state.diverged,
             "diverged_epoch": state.diverged_epoch,

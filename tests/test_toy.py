@@ -29,9 +29,9 @@ from memjax.toy import (
     train_run,
 )
 
-# Sigma 0 and 0.5, 32 runs each, chunks of 12: chunks 12, 12 and 8 padded to 12, so the padding
+# Sigma 0 and 0.5, 32 runs each, chunks of 11: chunks 11, 11 and 10 padded to 11, so the padding
 # path runs and the whole experiment still compiles once.
-POP_CFG = ToyConfig(sigmas=(0.0, 0.5), n_runs=32, chunk_size=12)
+POP_CFG = ToyConfig(sigmas=(0.0, 0.5), n_runs=32, chunk_size=11)
 
 
 # --------------------------------------------------------------------------- data

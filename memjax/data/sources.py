@@ -308,10 +308,12 @@ def offline_sources_hint(name: str | None = None) -> str:
 def load_tfds(name: str, split: str, data_dir: str | os.PathLike | None = None) -> Dataset:
     """One split through `tfds.data_source`; downloads and prepares it only if needed.
 
-    Data that TFDS has already prepared in `data_dir` (``builder.is_prepared()``) are read
-    without any network. Otherwise a download is needed, and a TCP probe of TFDS's host
-    (`network_available`, a few seconds at most) runs first, so that offline the call fails
-    within seconds, naming the offline sources, instead of retrying downloads for minutes.
+    First TFDS is asked for the split with ``download=False``: data already prepared in
+    `data_dir` are read without any network. Only if that fails and the builder is not
+    prepared (``tfds.builder(name, data_dir).is_prepared()``) would TFDS download; then a TCP
+    probe of TFDS's host (`network_available`, a few seconds at most) runs first, so that
+    offline the call fails within seconds, naming the offline sources, instead of retrying
+    downloads for minutes.
 
     example_index: for CIFAR-10 TFDS's ``id`` (``train_01234``) gives the official position;
     for MNIST and Fashion-MNIST, which TFDS stores without ids and in its own order, it is the
@@ -330,24 +332,37 @@ def load_tfds(name: str, split: str, data_dir: str | os.PathLike | None = None) 
                         "tensorflow-datasets (and importlib_resources), or use offline sources. "
                         + offline_sources_hint(name)) from e
     tfds_dir = None if data_dir is None else os.fspath(data_dir)
+    where = tfds_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+
+    def fetch(download: bool) -> list:
+        source = tfds.data_source(name, split=split, data_dir=tfds_dir, download=download)
+        return [source[i] for i in range(len(source))]
+
     try:
-        prepared = tfds.builder(name, data_dir=tfds_dir).is_prepared()
-    except Exception as e:  # TFDS raises many types (registration, missing modules, files).
-        raise DataError(f"TFDS cannot build {name} ({type(e).__name__}: {e}). "
-                        + offline_sources_hint(name)) from e
-    if not prepared and not network_available():
-        where = tfds_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-        raise DataError(
-            f"TFDS has not prepared {name} in {where} and would download it, but there is no "
-            f"network ({TFDS_PROBE_HOST[0]}:{TFDS_PROBE_HOST[1]} unreachable within "
-            f"{TFDS_PROBE_TIMEOUT_S:g} s). " + offline_sources_hint(name))
-    try:
-        source = tfds.data_source(name, split=split, data_dir=tfds_dir, download=not prepared)
-        examples = [source[i] for i in range(len(source))]
-    except Exception as e:  # TFDS raises many types (network, missing files, build errors).
-        raise DataError(f"TFDS could not provide {name}/{split} ({type(e).__name__}: {e}); "
-                        "go online so TFDS can download it, or use offline sources. "
-                        + offline_sources_hint(name)) from e
+        examples = fetch(download=False)
+    except Exception as first:  # TFDS raises many types (missing files, formats, builders).
+        short = " ".join(f"{type(first).__name__}: {first}".split())[:240]
+        try:
+            prepared = tfds.builder(name, data_dir=tfds_dir).is_prepared()
+        except Exception:  # noqa: BLE001 - an unbuildable builder is "not prepared" here
+            prepared = False
+        if prepared:
+            raise DataError(f"TFDS could not provide {name}/{split} from the data prepared in "
+                            f"{where} ({short}); delete that folder to prepare it again, or use "
+                            "offline sources. " + offline_sources_hint(name)) from first
+        if not network_available():
+            host, port = TFDS_PROBE_HOST
+            raise DataError(
+                f"TFDS could not provide {name}/{split} without downloading ({short}): it has "
+                f"not prepared {name} in {where}, and there is no network to download it "
+                f"({host}:{port} unreachable within {TFDS_PROBE_TIMEOUT_S:g} s). "
+                + offline_sources_hint(name)) from first
+        try:
+            examples = fetch(download=True)
+        except Exception as e:  # TFDS raises many types (network, missing files, build errors).
+            raise DataError(f"TFDS could not provide {name}/{split} ({type(e).__name__}: {e}); "
+                            "go online so TFDS can download it, or use offline sources. "
+                            + offline_sources_hint(name)) from e
     if not examples:
         raise DataError(f"TFDS {name}/{split}: the split is empty")
     shape = image_shape(name)
