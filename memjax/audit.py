@@ -178,15 +178,17 @@ def models_needed(
 
 
 def _order(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Keys of a strict total order of the scores: ties broken at random (a randomised test)."""
+    """Indices sorting the scores ascending, ties broken at random: a strict total order, so
+    every rank test below is a (randomised) test with exact counts."""
     tie = rng.random(scores.size)
     return np.lexsort((tie, scores))  # indices, ascending by (score, tie)
 
 
-def _tie_accept(scores: np.ndarray, place: np.ndarray, cut: int, inclusive: bool) -> float:
-    """Fraction of the models tied with the threshold's score that the test calls positive: the
-    rank test as a fixed randomised test "score > t, or score = t with this probability"."""
-    tied = scores == scores[np.flatnonzero(place == cut)[0]]
+def _tie_accept(scores: np.ndarray, place: np.ndarray, cut: int, t: float, inclusive: bool) -> float:
+    """Fraction of the models tied at the threshold t (the score at position `cut`) that the test
+    calls positive: the rank test as a fixed randomised test "score > t, or = t with this
+    probability" (what method "split" carries to the other half)."""
+    tied = scores == t
     above = place[tied] >= cut if inclusive else place[tied] > cut
     return float(np.mean(above))
 
@@ -204,15 +206,15 @@ def _rank_tests(pos: np.ndarray, neg: np.ndarray, ranks: Sequence[int] | None, r
     tests = []
     for r in _ranks_in(ranks, n0):
         cut = neg_place[n0 - 1 - r]  # the (r+1)-th highest baseline; positive strictly above it
-        tp = int(np.sum(pos_place > cut))
-        tests.append({"tp": tp, "fp": r, "threshold": float(scores[order[cut]]),
-                      "tie_accept": _tie_accept(scores, place, cut, inclusive=False),
+        t = float(scores[order[cut]])
+        tests.append({"tp": int(np.sum(pos_place > cut)), "fp": r, "threshold": t,
+                      "tie_accept": _tie_accept(scores, place, cut, t, inclusive=False),
                       "test": f"score > t (baseline rank {r})"})
     for r in _ranks_in(ranks, n1):
         cut = pos_place[r]  # the (r+1)-th lowest UF model; positive at or above it
-        fp = int(np.sum(neg_place > cut))
-        tests.append({"tp": n1 - r, "fp": fp, "threshold": float(scores[order[cut]]),
-                      "tie_accept": _tie_accept(scores, place, cut, inclusive=True),
+        t = float(scores[order[cut]])
+        tests.append({"tp": n1 - r, "fp": int(np.sum(neg_place > cut)), "threshold": t,
+                      "tie_accept": _tie_accept(scores, place, cut, t, inclusive=True),
                       "test": f"score >= t (uf rank {r})"})
     return tests
 

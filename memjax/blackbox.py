@@ -65,6 +65,19 @@ def _variants(x01: np.ndarray, overlay, ctrl: np.ndarray, feature: FeatureConfig
     return insert(x01, overlay.mask, overlay.value), insert(x01, c_mask, c_value)
 
 
+def _check_outputs(logits: list[np.ndarray], n: int, num_classes: int, y_star: int | None) -> int:
+    """Checks the three [n, C] outputs of one batch against the batch and each other; returns C."""
+    if any(z.shape[0] != n for z in logits):
+        raise ValueError(f"predict_fn returned {[z.shape[0] for z in logits]} rows for {n} images")
+    if any(z.shape[1] != num_classes for z in logits):
+        raise ValueError(f"predict_fn returned {[z.shape[1] for z in logits]} classes; "
+                         f"expected {num_classes}")
+    if y_star is not None and not 0 <= y_star < num_classes:
+        raise ValueError(f"audit_predict_fn: y_star={y_star} is not a class of a "
+                         f"{num_classes}-class model")
+    return num_classes
+
+
 def _pad(z: np.ndarray, rows: int) -> np.ndarray:
     """z [b, C] padded with zero rows to [rows, C] (batch_terms is compiled once per shape)."""
     return np.concatenate([z, np.zeros((rows - z.shape[0], z.shape[1]), z.dtype)]) if rows > z.shape[0] else z
@@ -126,8 +139,9 @@ def audit_predict_fn(
         mean, std = (np.asarray(v, np.float32) for v in standardise)
         prep = lambda x: (x - mean) / std  # noqa: E731
     b = min(batch_size, num_probes)
-    # y* = -1 matches no probe label and no class: the label-aware scores come out NaN.
-    y = jnp.int32(-1 if y_star is None else y_star)
+    # Without y*, use a negative label that no probe has (unlabelled probes may carry -1): it
+    # selects no probe and no class, so the label-aware scores come out NaN.
+    y_used = int(min(labels.min(), 0)) - 1 if y_star is None else int(y_star)
     num_classes = None
     sums: dict[str, np.ndarray] = {}
     per_probe: dict[str, list[np.ndarray]] = {k: [] for k in PER_PROBE_KEYS}
@@ -136,18 +150,12 @@ def audit_predict_fn(
         n = x.shape[0]
         x_uf, x_ctrl = _variants(x, overlay, ctrl[start:start + n], feature_cfg)
         logits = [to_logits(predict_fn(prep(v)), output) for v in (x, x_uf, x_ctrl)]
-        if any(z.shape[0] != n for z in logits):
-            raise ValueError(f"predict_fn returned {[z.shape[0] for z in logits]} rows for {n} images")
-        num_classes = num_classes or logits[0].shape[1]
-        if any(z.shape[1] != num_classes for z in logits):
-            raise ValueError(f"predict_fn returned {[z.shape[1] for z in logits]} classes; expected {num_classes}")
-        if y_star is not None and not 0 <= y_star < num_classes:
-            raise ValueError(f"audit_predict_fn: y_star={y_star} is not a class of a {num_classes}-class model")
+        num_classes = _check_outputs(logits, n, num_classes or logits[0].shape[1], y_star)
         valid = np.arange(b) < n
         s, pp = score_lib.batch_terms(
-            *(jnp.asarray(_pad(z, b)) for z in logits), y,
-            jnp.asarray(np.where(valid, np.pad(labels[start:start + n], (0, b - n)), 0)),
-            jnp.asarray(valid), clip=clip, num_classes=num_classes)
+            *(jnp.asarray(_pad(z, b)) for z in logits), jnp.int32(y_used),
+            jnp.asarray(np.pad(labels[start:start + n], (0, b - n))), jnp.asarray(valid),
+            clip=clip, num_classes=num_classes)
         for k, v in jax.device_get(s).items():
             sums[k] = sums.get(k, 0.0) + np.asarray(v, np.float64)  # float64 sums on the host
         pp = jax.device_get(pp)
@@ -156,7 +164,7 @@ def audit_predict_fn(
     res = score_lib.finalize(
         {k: v[None] for k, v in sums.items()},
         {k: np.concatenate(v)[None] for k, v in per_probe.items()},
-        np.array([-1 if y_star is None else y_star]), labels, num_classes)
+        np.array([y_used]), labels, num_classes)
     return {k: (v[0].item() if v.ndim == 1 else v[0]) for k, v in res.items()}
 
 

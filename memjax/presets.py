@@ -17,15 +17,17 @@ from memjax.errors import ConfigError
 def default() -> StudyConfig:
     """The README's main job: `memjax run` (or `make demo`).
 
-    Embedded MNIST subset (10,000 train, 2,000 validation images), the reference MLP, the
-    letter "A" on one canary, 16 UF models and their 16 baseline twins (same keys, no feature),
-    shuffled data order per seed, Adam 3e-4, 6 epochs; 1,600 embedded CIFAR-10 probes.
-    About 2-3 minutes on 2 CPU cores.
+    The first 2,000 images of the embedded MNIST subset (2,000 validation images), the
+    reference MLP, the letter "A" on one canary, 16 UF models and their 16 baseline twins (same
+    keys, no feature), shuffled data order per seed, Adam 3e-4, 25 epochs (the models overfit
+    the small set, as memorisation needs); 1,600 embedded CIFAR-10 probes. About 2-3 minutes on
+    2 CPU cores; validation accuracy ~0.88. The label-aware scores (M_score = -M3, PD_M) are
+    higher for UF models than for baselines (docs/reproduction.md has the measured table).
     """
     return StudyConfig(
         name="default",
-        data=DataConfig(dataset="mnist", source="embedded"),
-        train=TrainConfig(epochs=6, early_stopping=False),
+        data=DataConfig(dataset="mnist", source="embedded", n_train=2000),
+        train=TrainConfig(epochs=25, early_stopping=False),
         population=PopulationConfig(n_seeds=16),
         probes=ProbeConfig(source="embedded"),
     )

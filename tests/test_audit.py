@@ -26,8 +26,10 @@ def _rr(n: int, m: int, eps: float, rng: np.random.Generator) -> tuple[np.ndarra
 def _gaussian_eps(mu: float, delta: float) -> float:
     """Exact eps(delta) of the Gaussian shift N(mu, 1) vs N(0, 1) (mu-GDP; Dong et al. 2019):
     delta(eps) = Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2)."""
-    f = lambda e: sps.norm.cdf(-e / mu + mu / 2) - math.exp(e) * sps.norm.cdf(-e / mu - mu / 2) - delta  # noqa: E731
-    return optimize.brentq(f, 0.0, 50.0)
+    def excess(e: float) -> float:
+        return sps.norm.cdf(-e / mu + mu / 2) - math.exp(e) * sps.norm.cdf(-e / mu - mu / 2) - delta
+
+    return optimize.brentq(excess, 0.0, 50.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,6 +164,7 @@ def test_audit_run_reads_models_csv(tmp_path):
                        "M2": np.r_[np.arange(20) + 100.0, np.arange(20.0)]})
     df.to_csv(tmp_path / "models.csv", index=False)
     table = audit.audit_run(tmp_path, ["M2"])
-    assert table.loc[0, "eps_lb"] == pytest.approx(audit.eps_lb_perfect(20, 20, 1e-5, ALPHA, audit.n_tests(20, 20)))
+    perfect = audit.eps_lb_perfect(20, 20, 1e-5, ALPHA, audit.n_tests(20, 20))
+    assert table.loc[0, "eps_lb"] == pytest.approx(perfect)
     with pytest.raises(FileNotFoundError):
         audit.audit_run(tmp_path / "missing")

@@ -111,6 +111,10 @@ def test_memorising_model_scores_high_and_labels_are_optional(probes):
     assert np.isnan(blind["M_score"]) and np.isnan(blind["PD_M"]) and np.isnan(blind["M3_t_p"])
     for k in ("M2", "M6", "M12", "M13", "M14", "M15", "PD_max"):
         assert blind[k] == pytest.approx(memo[k], rel=1e-6, abs=1e-9), k
+    # unlabelled probes (-1) do not turn into label-aware scores either
+    unlabelled = audit_predict_fn(_regression(memorise=0.5), x, np.full(P, -1), FEATURE)
+    assert np.isnan(unlabelled["M_score"]) and unlabelled["M3_n"] == 0 and np.isnan(unlabelled["PD_max"])
+    assert unlabelled["M2"] == pytest.approx(memo["M2"], rel=1e-6)
 
 
 def test_bad_outputs_and_arguments(probes):
