@@ -40,9 +40,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import special
+
+if TYPE_CHECKING:
+    from memjax.config import TrainConfig
 
 # Orders of TF-Privacy's compute_dp_sgd_privacy (fractional orders matter for large epsilon).
 DEFAULT_ORDERS: tuple[float, ...] = (
@@ -297,6 +301,23 @@ def training_epsilon(
     """
     steps = dp_sgd_steps(n_train, batch_size, epochs, drop_remainder=drop_remainder)
     return dp_sgd_epsilon(noise_multiplier, batch_size / n_train, steps, delta, **kwargs)
+
+
+def config_epsilon(cfg: "TrainConfig", n_train: int, epochs: int | None = None, **kwargs) -> float:
+    """Epsilon of a memjax training config (`TrainConfig.dp_*`), at its `dp_delta` (None: 1 / N).
+
+    Args:
+      cfg: the training config; not DP-SGD (`cfg.dp` False) gives inf.
+      n_train: N, the training-set size.
+      epochs: epochs trained (default `cfg.epochs`; with early stopping pass `epochs_trained`).
+      kwargs: to `dp_sgd_epsilon` (accountant, backend, orders, conversion).
+    """
+    if not cfg.dp:
+        return math.inf
+    delta = cfg.dp_delta if cfg.dp_delta is not None else 1.0 / n_train
+    return training_epsilon(cfg.dp_noise_multiplier, n_train, cfg.batch_size,
+                            cfg.epochs if epochs is None else epochs, delta,
+                            drop_remainder=cfg.drop_remainder, **kwargs)
 
 
 def noise_multiplier_for_epsilon(

@@ -15,7 +15,8 @@ A run directory (layout in `memjax.results`) is in one of these states:
 Everything is read as data: JSON with `json`, tables with pandas' CSV reader, arrays with
 ``np.load(allow_pickle=False)``; a pickled array is reported, never loaded. Leftover
 ``.NAME.*.tmp`` files from killed writes are listed as harmless (they are never read). A sweep
-directory is a folder whose sub-folders are run directories; each is checked.
+directory (`memjax.sweep`: ``sweep.json``, ``studies/<name>/``, combined tables) has each run
+checked, its combined tables parsed, and the studies it lists that never started named.
 """
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ SCORED_FILES = (R.CONFIG, R.POPULATION, R.EPOCHS, R.MODELS_CSV, R.SUMMARY, R.ARR
 TRAINED_FILES = (R.CONFIG, R.EPOCHS, R.POPULATION)
 _SCORE_OUTPUTS = (R.MODELS_CSV, R.SUMMARY, R.ARRAYS, R.REPORT, R.MANIFEST)
 CHUNKS = getattr(R, "CHUNKS", "chunks")  # finished training chunks of an interrupted run
+SWEEP_SPEC = "sweep.json"  # memjax.sweep.SPEC (not imported: checking needs no sweep code)
+SWEEP_STUDIES = "studies"  # memjax.sweep.STUDIES
 
 
 @dataclass
@@ -79,38 +82,80 @@ class CheckReport:
         lines += [f"  note: {n}" for n in self.notes]
         if self.kind == "sweep":
             for r in self.runs:
-                lines.append(f"  {r.path.name}: {r.status()}")
+                lines.append(f"  {r.path.relative_to(self.path).as_posix()}: {r.status()}")
         return "\n".join(lines)
 
 
 def check_dir(path: str | os.PathLike) -> CheckReport:
     """Verifies a run directory or a sweep directory (a folder of run directories).
 
+    A sweep directory is recognised by its ``sweep.json`` (see `memjax.sweep`) or by run
+    directories below it (``studies/<name>/`` or directly ``<name>/``). Studies that
+    ``sweep.json`` lists but that have no run directory yet are reported as not started; the
+    combined tables must parse.
+
     Never raises for bad content: every defect becomes a line of `CheckReport.problems`.
     """
     path = Path(path)
     if not path.is_dir():
         return CheckReport(path, "missing", [f"{path}: no such directory"])
-    if (path / R.CONFIG).exists() or (path / R.MANIFEST).exists() or (path / R.POPULATION).exists():
+    if _looks_like_run(path):
         return _check_run(path)
-    subs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")
-                  and p.name != R.FIGURES and _looks_like_run(p))
-    if not subs:
+    subs = _find_runs(path)
+    spec = path / SWEEP_SPEC
+    if not subs and not spec.is_file():
         return CheckReport(path, "empty", [f"{path}: neither a run directory (no {R.CONFIG}) nor "
-                                           "a sweep directory (no sub-folder holds a run)"])
+                                           f"a sweep directory (no {SWEEP_SPEC}, no sub-folder "
+                                           "holds a run)"])
     report = CheckReport(path, "sweep")
     report.notes += _tmp_notes(path)
     for sub in subs:
         r = _check_run(sub)
         report.runs.append(r)
-        report.problems += [f"{sub.name}: {p}" for p in r.problems]
+        name = sub.relative_to(path).as_posix()
+        report.problems += [f"{name}: {p}" for p in r.problems]
         report.files_verified += r.files_verified
+    if spec.is_file():
+        _check_sweep_spec(path, {s.relative_to(path).as_posix() for s in subs}, report)
+    for table in sorted(path.glob("*.csv")):
+        _read_csv(table, report)
     return report
 
 
 def _looks_like_run(p: Path) -> bool:
     return any((p / name).exists() for name in (R.CONFIG, R.MANIFEST, R.POPULATION)) or any(
         p.glob(f".{R.CONFIG}.*.tmp"))
+
+
+def _find_runs(root: Path, depth: int = 3) -> list[Path]:
+    """Run directories below `root` (not descending into runs), at most `depth` levels down."""
+    found: list[Path] = []
+    if depth == 0:
+        return found
+    for p in sorted(root.iterdir()):
+        if not p.is_dir() or p.is_symlink() or p.name.startswith(".") or p.name in (
+                R.FIGURES, CHUNKS):
+            continue
+        if _looks_like_run(p):
+            found.append(p)
+        else:
+            found += _find_runs(p, depth - 1)
+    return found
+
+
+def _check_sweep_spec(sweep: Path, present: set[str], report: CheckReport) -> None:
+    try:
+        record = json.loads((sweep / SWEEP_SPEC).read_bytes().decode("utf-8"))
+        names = [s["name"] for s in record["studies"]]
+        if not all(isinstance(n, str) for n in names):
+            raise TypeError("a study name is not a string")
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, RecursionError) as e:
+        report.problems.append(f"{SWEEP_SPEC}: unreadable ({type(e).__name__}: {e})")
+        return
+    missing = [n for n in names if f"{SWEEP_STUDIES}/{n}" not in present and n not in present]
+    if missing:
+        report.problems.append(f"{len(missing)} of {len(names)} studies of {SWEEP_SPEC} not "
+                               f"started: {', '.join(missing)}; rerun the sweep")
 
 
 def _tmp_notes(folder: Path) -> list[str]:

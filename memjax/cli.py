@@ -3,6 +3,7 @@
     memjax run [PRESET] [--set section.field=value ...] [--workdir DIR] [--data-dir DIR]
     memjax train PRESET [...]          train only (writes population.npz)
     memjax score WORKDIR               score a trained population
+    memjax sweep SPEC --out DIR [--shard i/n]   a grid of studies (resumable)
     memjax check DIR                   verify a run directory (checksums, completeness)
     memjax presets                     list the presets
     memjax show PRESET [--set ...]     print the resolved config as JSON
@@ -45,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("score", help="score a trained population")
     sc.add_argument("workdir", type=Path)
     sc.add_argument("--no-progress", action="store_true")
+    sw = sub.add_parser("sweep", help="run or resume a sweep of studies (JSON spec)")
+    sw.add_argument("spec", type=Path, help="sweep spec (JSON); see memjax/sweep.py")
+    sw.add_argument("--out", type=Path, required=True, help="sweep directory")
+    sw.add_argument("--shard", default=None, help="run only studies i mod n (array jobs), e.g. 0/4")
+    sw.add_argument("--combine-only", action="store_true", help="only rebuild the combined tables")
+    sw.add_argument("--no-progress", action="store_true")
     ck = sub.add_parser("check", help="verify a run directory (checksums, completeness)")
     ck.add_argument("workdir", type=Path)
     sub.add_parser("presets", help="list the presets")
@@ -64,6 +71,8 @@ def _resolve(args) -> StudyConfig:
     cfg = override(cfg, sets)
     if isinstance(cfg, StudyConfig):
         validate(cfg)
+    elif hasattr(cfg, "validate"):
+        cfg.validate()
     return cfg
 
 
@@ -78,10 +87,11 @@ def _print_summary(results) -> None:
 
 
 def _run_toy(cfg, workdir: Path, progress: bool) -> int:
-    from memjax.toy import run_toy, write_toy_results
+    from memjax.toy import run_toy
+    from memjax.toy.io import write_toy_results
 
     result = run_toy(cfg, progress=progress)
-    write_toy_results(result, cfg, workdir)
+    write_toy_results(result, workdir)
     print(result.summary.to_string(index=False))
     print(f"results in {workdir}")
     return 0
@@ -105,6 +115,18 @@ def main(argv: list[str] | None = None) -> int:
             report = check_dir(args.workdir)
             print(report.text())
             return 0 if report.ok else 1
+        if args.command == "sweep":
+            from memjax import sweep
+
+            spec = sweep.load_spec(args.spec)
+            if args.combine_only:
+                table = sweep.combine(args.out, sweep.expand(spec))
+            else:
+                table = sweep.run_sweep(spec, args.out, shard=sweep.parse_shard(args.shard),
+                                        progress=not args.no_progress)
+            n_studies = table["study"].nunique() if len(table) else 0
+            print(f"{n_studies} complete studies, {len(table)} models -> {args.out / sweep.COMBINED_MODELS}")
+            return 0
         from memjax import study
 
         if args.command == "score":

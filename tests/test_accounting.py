@@ -132,6 +132,16 @@ def test_training_epsilon_steps_and_calibration():
     assert acc.dp_sgd_epsilon(sigma - 1e-3, 0.01, 1000, 1e-5, backend="builtin") > 2.0
 
 
+def test_config_epsilon():
+    from memjax.config import TrainConfig
+
+    assert acc.config_epsilon(TrainConfig(), 2000) == math.inf  # not DP-SGD
+    cfg = TrainConfig(batch_size=128, epochs=25, dp_clip_norm=1.0, dp_noise_multiplier=1.0)
+    expected = acc.dp_sgd_epsilon(1.0, 128 / 2000, 25 * 16, 1 / 2000, backend="builtin")
+    assert acc.config_epsilon(cfg, 2000, backend="builtin") == expected  # delta None -> 1/N
+    assert acc.config_epsilon(cfg, 2000, epochs=5, backend="builtin") < expected
+
+
 def test_group_privacy():
     assert acc.group_privacy(1.0, 1e-5, 1) == (1.0, 1e-5)
     eps2, delta2 = acc.group_privacy(1.0, 1e-5, 2)

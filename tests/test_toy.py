@@ -239,7 +239,9 @@ def test_runs_learn_the_moons(population):
 
 
 def test_memorisation_falls_with_sigma(population):
-    # Measured (root_seed 0, data_seed 0, 32 runs): 20/32 memorise at sigma 0, 2/32 at 0.5.
+    # Measured (root_seed 0, data_seed 0, 32 runs): 20/32 memorise at sigma 0, 2/32 at 0.5
+    # (500 runs: 0.61 vs 0.05). The fall is a property of this draw of the data, not a law:
+    # with data_seed 1 (64 runs) it was 0.72 at sigma 0 and 0.83 at 0.5. So this pins the data.
     result, _ = population
     s = result.summary.set_index("sigma")
     assert list(s.n_runs) == [32, 32]
