@@ -205,12 +205,15 @@ class ScoreConfig:
         differences) in arrays.npz.
       m10_reference: also compute M10_reference (a second pass over the probes).
       n_boot: bootstrap resamples for the population statistics.
+      trajectory_probes: score M2, M_score and PD_M on the first n probes after every epoch,
+        inside the training program (0: off).
     """
 
     clip: bool = False
     keep_per_probe: bool = False
     m10_reference: bool = False
     n_boot: int = 2000
+    trajectory_probes: int = 0
 
 
 @dataclass(frozen=True)
@@ -450,4 +453,5 @@ def validate(cfg: StudyConfig) -> StudyConfig:
     _check(pr.source in SOURCES, f"probes.source={pr.source!r}: choose one of {SOURCES}")
     _check(pr.batch_size >= 1, f"probes.batch_size={pr.batch_size}: must be >= 1")
     _check(s.n_boot >= 100, f"score.n_boot={s.n_boot}: must be >= 100")
+    _check(s.trajectory_probes >= 0, f"score.trajectory_probes={s.trajectory_probes}: must be >= 0")
     return cfg

@@ -118,13 +118,35 @@ def plot_training(results: RunResults, path: Path | None = None) -> Figure:
     return _save(fig, path)
 
 
+def plot_trajectories(results: RunResults, path: Path | None = None) -> Figure | None:
+    """Trajectory scores per epoch (mean and range over models) per condition."""
+    ep = results.epochs
+    cols = [c for c in ("traj_M2", "traj_M_score", "traj_PD_M") if c in ep]
+    if not cols:
+        return None
+    ep = ep.merge(results.models[["model", "condition"]], on="model")
+    fig = Figure(figsize=(3.6 * len(cols), 3.2))
+    axes = fig.subplots(1, len(cols), squeeze=False)[0]
+    for ax, col in zip(axes, cols):
+        for c, g in ep.groupby("condition"):
+            agg = g.groupby("epoch")[col].agg(["mean", "min", "max"])
+            ax.plot(agg.index + 1, agg["mean"], color=COLORS.get(c), label=c)
+            ax.fill_between(agg.index + 1, agg["min"], agg["max"], color=COLORS.get(c), alpha=0.2)
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_xlabel("epoch")
+        ax.set_title(col[5:])
+    axes[0].legend()
+    return _save(fig, path)
+
+
 def figures(results: RunResults, outdir: str | Path) -> list[Path]:
     """All figures of a run directory into `outdir` (PNG)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     made = []
     for name, fn in (("scores.png", plot_distributions), ("roc.png", plot_roc),
-                     ("examples.png", plot_examples), ("training.png", plot_training)):
+                     ("examples.png", plot_examples), ("training.png", plot_training),
+                     ("trajectories.png", plot_trajectories)):
         if fn(results, outdir / name) is not None:
             made.append(outdir / name)
     return made

@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -29,7 +30,7 @@ from memjax.scoring import score_population
 from memjax.sharding import is_writer
 from memjax.stats import summarise
 from memjax.train import ModelInputs, TrainData, make_program
-from memjax.trainer import METRICS, TrainResult, make_train_data, train_population
+from memjax.trainer import TrainResult, make_train_data, train_population
 
 # Scores summarised UF vs baseline in summary.csv (the label-aware M score is -M3).
 MAIN_SCORES = ("M2", "M_score", "M6", "M12", "M13", "M14", "M15", "PD_M", "PD_max", "M7", "M9", "M10")
@@ -68,8 +69,31 @@ def prepare(cfg: StudyConfig) -> Prepared:
     table = build_table(cfg, train.labels, train.example_index)
     inputs = model_inputs(cfg, table, train.shape)
     mean, std = STATS[d.dataset]
-    data = make_train_data(train.images, train.labels, val.images, val.labels, mean, std)
+    data = make_train_data(train.images, train.labels, val.images, val.labels, mean, std,
+                           trajectory=_trajectory_probes(cfg, train.shape))
     return Prepared(cfg, train, val, table, inputs, data)
+
+
+def _trajectory_probes(cfg: StudyConfig, shape: tuple[int, int, int]):
+    """The first `score.trajectory_probes` probes with their control patches (or None)."""
+    n = cfg.score.trajectory_probes
+    if n == 0:
+        return None
+    from memjax.features import control_bitmaps, feature_bitmap, render
+    from memjax.train import TrajectoryProbes
+
+    probes = make_probes(cfg.data.dataset, n=n, source=cfg.probes.source,
+                         data_dir=cfg.data.data_dir)
+    # The same control bitmaps as the final scoring's first n probes (same seed, prefix-stable).
+    ctrl = control_bitmaps(n, feature_bitmap(cfg.feature).shape, cfg.probes.control_seed)
+    mask, value = render(ctrl, shape, tuple(cfg.feature.offset), cfg.feature.scale,
+                         cfg.feature.transparent)
+    mean, std = STATS[cfg.data.dataset]
+    if not (cfg.probes.standardise or shape[-1] == 3):
+        mean, std = (0.0,) * shape[-1], (1.0,) * shape[-1]
+    return TrajectoryProbes(x01=jnp.asarray(probes.images), labels=jnp.asarray(probes.labels, jnp.int32),
+                            ctrl_mask=jnp.asarray(mask), ctrl_value=jnp.asarray(value),
+                            mean=jnp.asarray(mean, jnp.float32), std=jnp.asarray(std, jnp.float32))
 
 
 def environment() -> dict:
@@ -132,8 +156,8 @@ def epochs_table(table: pd.DataFrame, result_metrics: dict[str, np.ndarray]) -> 
     m, e = result_metrics["train_loss"].shape
     df = pd.DataFrame({"model": np.repeat(table["model"].to_numpy(), e),
                        "epoch": np.tile(np.arange(e), m)})
-    for name in METRICS:
-        df[name] = result_metrics[name].reshape(-1)
+    for name, values in result_metrics.items():
+        df[name] = values.reshape(-1)
     return df[np.isfinite(df["train_loss"]) | np.isfinite(df["val_loss"])].reset_index(drop=True)
 
 

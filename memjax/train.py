@@ -57,6 +57,23 @@ class ModelInputs(struct.PyTreeNode):
     feature_value: jax.Array
 
 
+class TrajectoryProbes(struct.PyTreeNode):
+    """A probe subset scored inside the training program after every epoch (trajectories).
+
+    Attributes:
+      x01: float32 [Pt, H, W, K] probes in [0, 1]; labels: int32 [Pt].
+      ctrl_mask: bool [Pt, H, W, K], ctrl_value: float32 [Pt, H, W, K], the rendered control
+        patches; mean, std: float32 [K] standardisation of the probes (0 and 1 for the quirk).
+    """
+
+    x01: jax.Array
+    labels: jax.Array
+    ctrl_mask: jax.Array
+    ctrl_value: jax.Array
+    mean: jax.Array
+    std: jax.Array
+
+
 class TrainData(struct.PyTreeNode):
     """The dataset, stored once and shared by every model (never copied per model).
 
@@ -64,6 +81,7 @@ class TrainData(struct.PyTreeNode):
       x_train: uint8 [N, H, W, K]; y_train: int32 [N];
       x_val: uint8 [V, H, W, K]; y_val: int32 [V];
       mean, std: float32 [K], the standardisation applied after dividing by 255.
+      trajectory: optional probes scored after every epoch (None: no trajectories).
     """
 
     x_train: jax.Array
@@ -72,6 +90,7 @@ class TrainData(struct.PyTreeNode):
     y_val: jax.Array
     mean: jax.Array
     std: jax.Array
+    trajectory: TrajectoryProbes | None = None
 
 
 class ModelState(struct.PyTreeNode):
@@ -263,6 +282,27 @@ def make_program(model_name: str, cfg: TrainConfig) -> Program:
         (s_loss, s_acc), _ = jax.lax.scan(body, (jnp.float32(0), jnp.int32(0)), (idx, valid))
         return s_loss / v, s_acc.astype(jnp.float32) / v
 
+    def trajectory_scores(params: Any, batch_stats: Any, inputs: ModelInputs, data: TrainData
+                          ) -> dict[str, jax.Array]:
+        """M2, M_score (-M3) and PD_M of the current weights on the trajectory probes."""
+        from memjax import score as score_lib
+
+        tp = data.trajectory
+        variables = variables_of(params, batch_stats)
+        x_uf = jnp.where(inputs.feature_mask, inputs.feature_value, tp.x01)
+        x_ctrl = jnp.where(tp.ctrl_mask, tp.ctrl_value, tp.x01)
+        logits = [model.apply(variables, (x - tp.mean) / tp.std, train=False)
+                  for x in (tp.x01, x_uf, x_ctrl)]
+        y_star = data.y_train[inputs.canary]
+        num_classes = logits[0].shape[-1]
+        sums, _ = score_lib.batch_terms(*logits, y_star, tp.labels,
+                                        jnp.ones(tp.labels.shape, bool), num_classes=num_classes)
+        nan = jnp.float32(jnp.nan)
+        m3 = jnp.where(sums["m3_n"] > 0, sums["m3_sum"] / jnp.maximum(sums["m3_n"], 1), nan)
+        pd_n = sums["pd_n"][y_star]
+        return {"traj_M2": sums["m2_sum"] / sums["n"], "traj_M_score": -m3,
+                "traj_PD_M": jnp.where(pd_n > 0, sums["pd_sum"][y_star] / jnp.maximum(pd_n, 1), nan)}
+
     def epoch_one(state: ModelState, inputs: ModelInputs, data: TrainData, epoch: jax.Array):
         TRACE_COUNTS["epoch"] += 1
         n = data.x_train.shape[0]
@@ -343,6 +383,9 @@ def make_program(model_name: str, cfg: TrainConfig) -> Program:
             "val_loss": jnp.where(consider, val_loss, nan),
             "val_acc": jnp.where(consider, val_acc, nan),
         }
+        if data.trajectory is not None:
+            traj = trajectory_scores(params, batch_stats, inputs, data)
+            metrics.update({k: jnp.where(consider, v, nan) for k, v in traj.items()})
         return new_state, metrics
 
     def final_one(state: ModelState) -> dict:

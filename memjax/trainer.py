@@ -25,6 +25,7 @@ from memjax.strategy import per_model_bytes, plan_chunk_size, tree_bytes
 from memjax.train import ModelInputs, TrainData, make_program
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
+TRAJECTORY_METRICS = ("traj_M2", "traj_M_score", "traj_PD_M")
 
 
 @dataclass
@@ -35,7 +36,8 @@ class TrainResult:
       variables: Flax variables with a leading models axis [M, ...] (best weights when early
         stopping is on).
       metrics: name -> float32 [M, E]: train_loss, train_acc, val_loss, val_acc per epoch
-        (NaN for epochs a model did not train).
+        (NaN for epochs a model did not train), and traj_M2, traj_M_score, traj_PD_M when the
+        data carry trajectory probes.
       epochs_trained, best_epoch, diverged_epoch: int32 [M] (-1: none).
       stopped, diverged: bool [M].
       chunk_size: models per vmapped call.
@@ -57,7 +59,7 @@ class TrainResult:
         return int(self.epochs_trained.shape[0])
 
 
-def make_train_data(x_train, y_train, x_val, y_val, mean, std) -> TrainData:
+def make_train_data(x_train, y_train, x_val, y_val, mean, std, trajectory=None) -> TrainData:
     """Puts the dataset on the device once (uint8 images, int32 labels)."""
     return TrainData(
         x_train=jnp.asarray(x_train, jnp.uint8),
@@ -66,6 +68,7 @@ def make_train_data(x_train, y_train, x_val, y_val, mean, std) -> TrainData:
         y_val=jnp.asarray(y_val, jnp.int32),
         mean=jnp.asarray(mean, jnp.float32),
         std=jnp.asarray(std, jnp.float32),
+        trajectory=trajectory,
     )
 
 
@@ -127,7 +130,8 @@ def train_population(
                         model_family(model_name), n_devices=n_dev)
     n_chunks = math.ceil(m / k)
     e_max = cfg.epochs
-    metrics = {name: np.full((m, e_max), np.nan, np.float32) for name in METRICS}
+    names = METRICS + (TRAJECTORY_METRICS if data.trajectory is not None else ())
+    metrics = {name: np.full((m, e_max), np.nan, np.float32) for name in names}
     outs: list[dict] = []
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -138,7 +142,7 @@ def train_population(
         ckpt = _chunk_path(checkpoint_dir, k, c, n_chunks, m) if checkpoint_dir else None
         if ckpt is not None and ckpt.exists():
             out, chunk_metrics = _load_chunk(ckpt)
-            for name in METRICS:
+            for name in names:
                 metrics[name][rows] = chunk_metrics[name]
             outs.append(out)
             bar.update(e_max)
@@ -151,7 +155,7 @@ def train_population(
         for epoch in range(e_max):
             state, met = program.epoch(state, chunk_inputs, data, jnp.int32(epoch))
             done, met = host((state.stopped | state.diverged, met))
-            for name in METRICS:
+            for name in names:
                 metrics[name][rows, epoch] = np.asarray(met[name])[: len(rows)]
             if "first_epoch" not in timings:
                 timings["first_epoch"] = time.perf_counter() - t0
@@ -168,7 +172,7 @@ def train_population(
         n = len(rows)
         out = jax.tree.map(lambda x: np.asarray(x)[:n], {"variables": variables, **summary})
         if ckpt is not None:
-            _save_chunk(ckpt, out, {name: metrics[name][rows] for name in METRICS})
+            _save_chunk(ckpt, out, {name: metrics[name][rows] for name in names})
         outs.append(out)
     bar.close()
     timings["total"] = time.perf_counter() - t0
