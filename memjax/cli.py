@@ -4,6 +4,7 @@
     memjax train PRESET [...]          train only (writes population.npz)
     memjax score WORKDIR               score a trained population
     memjax sweep SPEC --out DIR [--shard i/n]   a grid of studies (resumable)
+    memjax audit DIR [--delta D]       membership-test audit: ROC, TPR at low FPR, epsilon bound
     memjax check DIR                   verify a run directory (checksums, completeness)
     memjax presets                     list the presets
     memjax show PRESET [--set ...]     print the resolved config as JSON
@@ -52,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--shard", default=None, help="run only studies i mod n (array jobs), e.g. 0/4")
     sw.add_argument("--combine-only", action="store_true", help="only rebuild the combined tables")
     sw.add_argument("--no-progress", action="store_true")
+    au = sub.add_parser("audit", help="audit a run: UF vs baseline as a membership test")
+    au.add_argument("workdir", type=Path)
+    au.add_argument("--delta", type=float, default=1e-5)
+    au.add_argument("--alpha", type=float, default=0.05, help="1 - confidence of the bound")
+    au.add_argument("--out", type=Path, default=None, help="also write the table (CSV)")
     ck = sub.add_parser("check", help="verify a run directory (checksums, completeness)")
     ck.add_argument("workdir", type=Path)
     sub.add_parser("presets", help="list the presets")
@@ -115,6 +121,16 @@ def main(argv: list[str] | None = None) -> int:
             report = check_dir(args.workdir)
             print(report.text())
             return 0 if report.ok else 1
+        if args.command == "audit":
+            from memjax.audit import audit_run
+
+            table = audit_run(args.workdir, delta=args.delta, alpha=args.alpha)
+            print(table.to_string(index=False))
+            if args.out:
+                from memjax.results import write_table
+
+                write_table(args.out, table)
+            return 0
         if args.command == "sweep":
             from memjax import sweep
 

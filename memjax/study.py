@@ -258,6 +258,8 @@ def score_stage(workdir: str | Path, *, progress: bool = True, prep: Prepared | 
     for key in SUMMARY_KEYS:
         table[key] = summary[key]
     table["val_acc"] = _final_accuracy(summary, cfg.train.early_stopping)
+    if cfg.train.dp:
+        table["dp_epsilon"] = _dp_epsilons(cfg, len(prep.train), table["epochs_trained"])
     arrays: dict[str, np.ndarray] = {}
     for key, val in out.scores.items():
         val = np.asarray(val)
@@ -281,6 +283,15 @@ def score_stage(workdir: str | Path, *, progress: bool = True, prep: Prepared | 
         "score_seconds": out.seconds}).encode())
     R.write_manifest(workdir)
     return R.load(workdir)
+
+
+def _dp_epsilons(cfg: StudyConfig, n_train: int, epochs_trained: pd.Series) -> np.ndarray:
+    """The accountant's epsilon of each model (its own number of epochs trained)."""
+    from memjax.accounting import config_epsilon
+
+    cache = {int(e): config_epsilon(cfg.train, n_train, int(e)) if e > 0 else 0.0
+             for e in set(epochs_trained)}
+    return np.asarray([cache[int(e)] for e in epochs_trained])
 
 
 def _examples(prep: Prepared, probes, control: np.ndarray, cfg: StudyConfig) -> dict:

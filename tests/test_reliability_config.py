@@ -99,6 +99,7 @@ INVALID: dict[str, list[list[str]]] = {
     "probes.source": [['probes.source="web"']],
     "probes.batch_size": [["probes.batch_size=0"]],
     "score.n_boot": [["score.n_boot=10"]],
+    "score.trajectory_probes": [["score.trajectory_probes=-1"]],
 }
 # Values that pass validate() but need the data: caught by prepare(), still before compiling.
 INVALID_WITH_DATA: dict[str, list[list[str]]] = {
