@@ -126,7 +126,7 @@ def given_canaries(indices: Any, n_train: int) -> np.ndarray:
         if not _is_int(v):
             raise ConfigError(f"canary index {v!r}: must be an integer")
         if not 0 <= v < n_train:
-            raise ConfigError(f"canary index {v} out of range [0, {n_train})")
+            raise ConfigError(f"population.canary.indices: canary index {v} out of range [0, {n_train})")
     return np.array([int(v) for v in values], dtype=np.int64)
 
 

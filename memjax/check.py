@@ -194,7 +194,8 @@ def _check_run(run: Path) -> CheckReport:
         report.kind = "incomplete"
         missing = [n for n in TRAINED_FILES if n not in present]
         saved = sorted((run / CHUNKS).glob("chunk-*.npz")) if (run / CHUNKS).is_dir() else []
-        resume = f" ({len(saved)} finished training chunk(s) in {CHUNKS}/ will be reused)" if saved else ""
+        resume = (f" ({len(saved)} finished training chunk(s) in {CHUNKS}/ will be reused)"
+                  if saved else "")
         report.problems.append(f"training did not finish: missing {', '.join(missing)}; rerun "
                                f"`memjax run` or `memjax train` with the same --workdir{resume}")
     if (run / CHUNKS).is_dir():
@@ -306,8 +307,9 @@ def _check_population(run: Path, n_models: int | None, report: CheckReport) -> N
         return
     leading = {arrays[k].shape[0] if arrays[k].ndim else None for k in variables}
     if n_models is not None and leading != {n_models}:
-        report.problems.append(f"{R.POPULATION}: variables have leading sizes {sorted(leading, key=str)}"
-                               f" but {R.CONFIG} says n_models={n_models}")
+        sizes = sorted(leading, key=str)
+        report.problems.append(f"{R.POPULATION}: variables have leading sizes {sizes} but "
+                               f"{R.CONFIG} says n_models={n_models}")
 
 
 def _read_csv(path: Path, report: CheckReport) -> pd.DataFrame | None:

@@ -5,6 +5,7 @@
     memjax score WORKDIR               score a trained population
     memjax sweep SPEC --out DIR [--shard i/n]   a grid of studies (resumable)
     memjax audit DIR [--delta D]       membership-test audit: ROC, TPR at low FPR, epsilon bound
+    memjax influence PRESET --out DIR  TracIn self-influence: canaries by SI, UF-image ranks
     memjax check DIR                   verify a run directory (checksums, completeness)
     memjax presets                     list the presets
     memjax show PRESET [--set ...]     print the resolved config as JSON
@@ -58,6 +59,17 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument("--delta", type=float, default=1e-5)
     au.add_argument("--alpha", type=float, default=0.05, help="1 - confidence of the bound")
     au.add_argument("--out", type=Path, default=None, help="also write the table (CSV)")
+    inf = sub.add_parser("influence", help="TracIn self-influence: canaries by SI; UF-image ranks")
+    inf.add_argument("preset", choices=sorted(PRESETS))
+    inf.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    inf.add_argument("--data-dir", default=None)
+    inf.add_argument("--out", type=Path, required=True)
+    inf.add_argument("--k", type=int, default=1)
+    inf.add_argument("--which", choices=("top", "bottom"), default="top")
+    inf.add_argument("--rank-seeds", type=int, default=0,
+                     help="also train the UF at each chosen canary with this many seeds and rank it")
+    inf.add_argument("--batch-size", type=int, default=32)
+    inf.add_argument("--no-progress", action="store_true")
     ck = sub.add_parser("check", help="verify a run directory (checksums, completeness)")
     ck.add_argument("workdir", type=Path)
     sub.add_parser("presets", help="list the presets")
@@ -84,7 +96,14 @@ def _resolve(args) -> StudyConfig:
 
 def _print_summary(results) -> None:
     s = results.summary
-    print(f"\n{len(results.models)} models, results in {results.path}")
+    df = results.models
+    print(f"\n{len(df)} models, results in {results.path}")
+    bad = df[~df["valid"].astype(bool)]
+    if len(bad) == len(df):
+        print(f"every model diverged: no score is valid (see {results.path / 'report.md'})")
+    elif len(bad):
+        print(f"{len(bad)} of {len(df)} models diverged or have non-finite scores, left out of "
+              f"the statistics: models {bad['model'].tolist()}")
     print(f"{'score':>8} {'mean UF':>10} {'mean base':>10} {'diff [95% CI]':>30} {'AUC':>6} {'p':>9}")
     for _, r in s.iterrows():
         print(f"{r['score']:>8} {r['mean_uf']:>10.4f} {r['mean_base']:>10.4f} "
@@ -100,6 +119,39 @@ def _run_toy(cfg, workdir: Path, progress: bool) -> int:
     write_toy_results(result, workdir)
     print(result.summary.to_string(index=False))
     print(f"results in {workdir}")
+    return 0
+
+
+def _influence(args) -> int:
+    import pandas as pd
+
+    from memjax import influence as I
+    from memjax.influence_plots import plot_influence_ranks
+    from memjax.results import write_table
+    from memjax.study import prepare
+
+    cfg = _resolve(args)
+    prep = prepare(cfg)
+    progress = not args.no_progress
+    new = I.with_influence_canaries(cfg, args.k, args.which, path=args.out / "self_influence.npz",
+                                    prep=prep, batch_size=args.batch_size, progress=progress)
+    idx = list(new.population.canary.indices)
+    print(f"{args.which}-{args.k} training images by self-influence: {idx}")
+    print(f"study them with: --set population.canary.method=indices "
+          f"--set 'population.canary.indices={json.dumps(idx)}'")
+    if args.rank_seeds:
+        rows = []
+        for c in idx:
+            for s in range(args.rank_seeds):
+                r = I.uf_rank_after_training(cfg, canary=c, seed=s, prep=prep,
+                                             batch_size=args.batch_size, progress=progress)
+                rows.append(dict(canary=c, seed=s, rank=r.rank, percentile=r.percentile,
+                                 n_train=r.n_train, epochs=" ".join(map(str, r.epochs))))
+        table = pd.DataFrame(rows)
+        write_table(args.out / "uf_ranks.csv", table)
+        plot_influence_ranks(table["rank"].to_numpy(), len(prep.train),
+                             path=args.out / "uf_ranks.png")
+        print(table.to_string(index=False))
     return 0
 
 
@@ -131,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 write_table(args.out, table)
             return 0
+        if args.command == "influence":
+            return _influence(args)
         if args.command == "sweep":
             from memjax import sweep
 

@@ -369,6 +369,34 @@ def _finite(x: float) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def _f32_positive(x: float) -> bool:
+    """Positive and finite once cast to float32 (what reaches XLA)."""
+    import numpy as np
+
+    with np.errstate(over="ignore", under="ignore"):
+        v = np.float32(x)
+    return bool(np.isfinite(v) and v > 0)
+
+
+SEED_MAX = 2**32  # NumPy's legacy seeding and uint32 fold_in both take seeds in [0, 2^32)
+MAX_MODELS = 1_000_000  # a population beyond this is a typo, not a study
+MAX_EPOCHS = 100_000
+MAX_BOOT = 10_000_000
+MAX_SPACING = 1_000
+
+
+def _seed(x: int) -> bool:
+    return isinstance(x, int) and 0 <= x < SEED_MAX
+
+
+def n_models(cfg: "StudyConfig") -> int:
+    """The population size of a config (before the data are loaded)."""
+    p = cfg.population
+    n_pairs = p.n_seeds * (p.n_order_seeds if p.seed_mode == "crossed" else 1)
+    k = len(p.canary.indices) if p.canary.method == "indices" else p.canary.k
+    return n_pairs * k * len(p.conditions)
+
+
 def validate(cfg: StudyConfig) -> StudyConfig:
     """Checks every field of a study config; returns it unchanged.
 
@@ -400,18 +428,19 @@ def validate(cfg: StudyConfig) -> StudyConfig:
         _check(f.bitmap is not None and len(f.bitmap) > 0, "feature.bitmap: required for kind bitmap")
     _check(_finite(f.value) and 0.0 <= f.value <= 1.0, f"feature.value={f.value}: must be in [0, 1]")
     _check(f.scale >= 1, f"feature.scale={f.scale}: must be >= 1")
-    _check(f.spacing >= 0, f"feature.spacing={f.spacing}: must be >= 0")
+    _check(0 <= f.spacing <= MAX_SPACING, f"feature.spacing={f.spacing}: must be in [0, {MAX_SPACING}]")
     _check(min(f.offset) >= 0, f"feature.offset={f.offset}: must be non-negative")
     _check(m.name in MODELS, f"model.name={m.name!r}: unknown; choose one of {sorted(MODELS)}")
     _check(t.optimizer in ("adam", "adamw", "sgd"), f"train.optimizer={t.optimizer!r}: use adam, adamw or sgd")
-    _check(_finite(t.learning_rate) and t.learning_rate > 0, f"train.learning_rate={t.learning_rate}: must be > 0")
+    _check(_finite(t.learning_rate) and _f32_positive(t.learning_rate),
+           f"train.learning_rate={t.learning_rate}: must be > 0 and finite in float32")
     _check(_finite(t.b1) and 0 <= t.b1 < 1, f"train.b1={t.b1}: must be in [0, 1)")
     _check(_finite(t.b2) and 0 <= t.b2 < 1, f"train.b2={t.b2}: must be in [0, 1)")
     _check(_finite(t.eps) and t.eps > 0, f"train.eps={t.eps}: must be > 0")
     _check(_finite(t.momentum) and 0 <= t.momentum < 1, f"train.momentum={t.momentum}: must be in [0, 1)")
     _check(_finite(t.weight_decay) and t.weight_decay >= 0, f"train.weight_decay={t.weight_decay}: must be >= 0")
     _check(t.batch_size >= 1, f"train.batch_size={t.batch_size}: must be >= 1")
-    _check(t.epochs >= 1, f"train.epochs={t.epochs}: must be >= 1")
+    _check(1 <= t.epochs <= MAX_EPOCHS, f"train.epochs={t.epochs}: must be in [1, {MAX_EPOCHS}]")
     _check(t.patience >= 1, f"train.patience={t.patience}: must be >= 1")
     _check(t.data_order in ("shuffled", "fixed"), f"train.data_order={t.data_order!r}: use shuffled or fixed")
     _check(t.dp_clip_norm is None or (_finite(t.dp_clip_norm) and t.dp_clip_norm > 0),
@@ -426,10 +455,14 @@ def validate(cfg: StudyConfig) -> StudyConfig:
         _check(not uses_batch_stats(m.name),
                f"model.name={m.name!r} uses batch norm, whose statistics mix examples: DP-SGD "
                "cannot bound one example's influence; choose a model without batch norm")
-    _check(p.n_seeds >= 1, f"population.n_seeds={p.n_seeds}: must be >= 1")
+    _check(1 <= p.n_seeds <= MAX_MODELS, f"population.n_seeds={p.n_seeds}: must be in [1, {MAX_MODELS}]")
+    _check(_seed(p.root_seed), f"population.root_seed={p.root_seed}: must be in [0, 2**32)")
+    _check(_seed(p.canary.seed), f"population.canary.seed={p.canary.seed}: must be in [0, 2**32)")
+    _check(_seed(pr.control_seed), f"probes.control_seed={pr.control_seed}: must be in [0, 2**32)")
     _check(p.seed_mode in ("same", "init", "order", "crossed"),
            f"population.seed_mode={p.seed_mode!r}: use same, init, order or crossed")
-    _check(p.n_order_seeds >= 1, f"population.n_order_seeds={p.n_order_seeds}: must be >= 1")
+    _check(1 <= p.n_order_seeds <= MAX_MODELS,
+           f"population.n_order_seeds={p.n_order_seeds}: must be in [1, {MAX_MODELS}]")
     _check(len(p.conditions) >= 1 and set(p.conditions) <= {"uf", "baseline"} and
            len(set(p.conditions)) == len(p.conditions),
            f"population.conditions={p.conditions}: a non-empty subset of ('uf', 'baseline')")
@@ -439,7 +472,7 @@ def validate(cfg: StudyConfig) -> StudyConfig:
     if c.method == "indices":
         _check(len(c.indices) >= 1, "population.canary.indices: required for method indices")
     else:
-        _check(c.k >= 1, f"population.canary.k={c.k}: must be >= 1")
+        _check(1 <= c.k <= MAX_MODELS, f"population.canary.k={c.k}: must be in [1, {MAX_MODELS}]")
     if c.method == "label":
         _check(c.label is not None and 0 <= c.label, f"population.canary.label={c.label}: required, >= 0")
     _check(p.strategy in ("auto", "vmap", "chunks", "sequential"),
@@ -447,11 +480,16 @@ def validate(cfg: StudyConfig) -> StudyConfig:
     _check(p.chunk_size is None or p.chunk_size >= 1, f"population.chunk_size={p.chunk_size}: must be >= 1")
     if p.strategy == "chunks":
         _check(p.chunk_size is not None, "population.chunk_size: required for strategy chunks")
-    _check(all(_finite(x) and x > 0 for x in p.lr_multipliers),
-           f"population.lr_multipliers={p.lr_multipliers}: must be positive numbers")
+    _check(all(_finite(x) and _f32_positive(x) and _f32_positive(x * t.learning_rate)
+               for x in p.lr_multipliers),
+           f"population.lr_multipliers={p.lr_multipliers}: must be positive numbers whose "
+           "product with train.learning_rate is positive and finite in float32")
     _check(pr.n is None or pr.n >= 1, f"probes.n={pr.n}: must be >= 1 or null")
+    total = n_models(cfg)
+    _check(total <= MAX_MODELS, f"population.n_seeds={p.n_seeds}: the population would have "
+           f"{total} models (more than {MAX_MODELS}); split it into a sweep")
     _check(pr.source in SOURCES, f"probes.source={pr.source!r}: choose one of {SOURCES}")
     _check(pr.batch_size >= 1, f"probes.batch_size={pr.batch_size}: must be >= 1")
-    _check(s.n_boot >= 100, f"score.n_boot={s.n_boot}: must be >= 100")
+    _check(100 <= s.n_boot <= MAX_BOOT, f"score.n_boot={s.n_boot}: must be in [100, {MAX_BOOT}]")
     _check(s.trajectory_probes >= 0, f"score.trajectory_probes={s.trajectory_probes}: must be >= 0")
     return cfg

@@ -39,7 +39,8 @@ def safe_join(root: str | os.PathLike, relative: str | os.PathLike, *, what: str
     if "\0" in relative:
         raise ConfigError(f"{what}={relative!r}: contains a NUL byte")
     posix, windows = PurePosixPath(relative), PureWindowsPath(relative)
-    if posix.is_absolute() or windows.is_absolute() or windows.drive or relative.startswith(("/", "\\")):
+    if (posix.is_absolute() or windows.is_absolute() or windows.drive
+            or relative.startswith(("/", "\\"))):
         raise ConfigError(f"{what}={relative!r}: absolute paths are not allowed; give a path "
                           f"relative to the work directory {os.fspath(root)}")
     if ".." in posix.parts or ".." in windows.parts:

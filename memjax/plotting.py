@@ -33,6 +33,10 @@ def plot_distributions(results: RunResults, path: Path | None = None, scores=DIS
     for ax, s in zip(axes[0], scores):
         groups = [(c, df.loc[df["condition"] == c, s].dropna().to_numpy()) for c in ("uf", "baseline")]
         groups = [(c, v) for c, v in groups if len(v)]
+        if not groups:
+            ax.text(0.5, 0.5, "no valid model", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(s)
+            continue
         ax.boxplot([v for _, v in groups], tick_labels=[c for c, _ in groups], showfliers=False)
         for i, (c, v) in enumerate(groups):
             ax.scatter(i + 1 + rng.uniform(-0.12, 0.12, len(v)), v, s=10, alpha=0.7, color=COLORS[c])

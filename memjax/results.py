@@ -196,14 +196,21 @@ def load(run_dir: str | os.PathLike) -> RunResults:
             raise ResultsError(f"{run_dir / name}: missing; is {run_dir} a finished run directory?")
     try:
         config = json.loads((run_dir / CONFIG).read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ResultsError(f"{run_dir / CONFIG}: not valid JSON ({e})") from e
     arrays = read_npz(run_dir / ARRAYS) if (run_dir / ARRAYS).exists() else {}
     return RunResults(
         path=run_dir,
         config=config,
-        models=pd.read_csv(run_dir / MODELS_CSV),
-        summary=pd.read_csv(run_dir / SUMMARY),
-        epochs=pd.read_csv(run_dir / EPOCHS),
+        models=_read_csv(run_dir / MODELS_CSV),
+        summary=_read_csv(run_dir / SUMMARY),
+        epochs=_read_csv(run_dir / EPOCHS),
         arrays=arrays,
     )
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+        raise ResultsError(f"{path}: unreadable table ({type(e).__name__}: {e})") from e

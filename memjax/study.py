@@ -65,6 +65,17 @@ def prepare(cfg: StudyConfig) -> Prepared:
             raise ConfigError(f"data.{field}={n}: the {ds.split} split from {ds.source} has "
                               f"only {len(ds)} images")
     train, val = train.take(d.n_train), val.take(d.n_val)
+    if cfg.train.batch_size > len(train):
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size}: larger than the training "
+                          f"set ({len(train)} images)")
+    if cfg.probes.n is not None:  # fail now, not at scoring after the training
+        from memjax.data import PROBE_DATASET
+
+        available = len(load_dataset(PROBE_DATASET[d.dataset], "train", cfg.probes.source,
+                                     d.data_dir))
+        if cfg.probes.n > available:
+            raise ConfigError(f"probes.n={cfg.probes.n}: the probe source has only {available} "
+                              f"images ({PROBE_DATASET[d.dataset]} from {cfg.probes.source})")
     check_fits(cfg.feature, train.shape)
     table = build_table(cfg, train.labels, train.example_index)
     inputs = model_inputs(cfg, table, train.shape)
@@ -140,8 +151,8 @@ def read_config(workdir: str | Path) -> StudyConfig:
     try:
         record = json.loads(path.read_text())
         return from_dict(StudyConfig, record["config"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise R.ResultsError(f"{path}: unreadable config ({e})") from e
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as e:
+        raise R.ResultsError(f"{path}: unreadable config ({type(e).__name__}: {e})") from e
 
 
 def _same_config(workdir: Path, cfg: StudyConfig) -> bool:
@@ -167,6 +178,21 @@ def _sharding(cfg: StudyConfig):
     return ModelsSharding.over() if cfg.population.shard else None
 
 
+def clear_outputs(workdir: Path, keep_training: bool = False) -> None:
+    """Removes a run directory's outputs (the manifest first, so a kill leaves it incomplete)."""
+    names = [R.MANIFEST, R.REPORT, R.SUMMARY, R.MODELS_CSV, R.MODELS_PARQUET, R.ARRAYS]
+    if not keep_training:
+        names += [R.POPULATION, R.EPOCHS]
+    for name in names:
+        (workdir / name).unlink(missing_ok=True)
+    if (workdir / R.FIGURES).is_dir():
+        for f in (workdir / R.FIGURES).glob("*.png"):
+            f.unlink()
+    if not keep_training:
+        for stale in (workdir / R.CHUNKS).glob("chunk-*.npz"):
+            stale.unlink()
+
+
 def train_stage(cfg: StudyConfig, workdir: str | Path, *, progress: bool = True,
                 prep: Prepared | None = None) -> TrainResult:
     """Trains the population of `cfg` and writes config.json, population.npz and epochs.csv.
@@ -184,9 +210,10 @@ def train_stage(cfg: StudyConfig, workdir: str | Path, *, progress: bool = True,
     workdir.mkdir(parents=True, exist_ok=True)
     chunks = workdir / R.CHUNKS
     if not _same_config(workdir, cfg):
-        # Chunks saved by an interrupted run of another config must not be reused.
-        for stale in chunks.glob("chunk-*.npz"):
-            stale.unlink()
+        # Everything an earlier run of another config left (results, trained population,
+        # chunks) goes before the new config.json is written: a kill in between must never
+        # pair the new config with old weights.
+        clear_outputs(workdir)
         R.write_json(workdir / R.CONFIG, _config_record(prep))
     multi = jax.process_count() > 1
     result = train_population(cfg.model.name, cfg.train, prep.inputs, prep.data,
@@ -254,6 +281,7 @@ def score_stage(workdir: str | Path, *, progress: bool = True, prep: Prepared | 
     )
     if not is_writer():
         return None
+    (workdir / R.MANIFEST).unlink(missing_ok=True)  # an interrupted re-scoring shows incomplete
     table = prep.table.copy()
     for key in SUMMARY_KEYS:
         table[key] = summary[key]

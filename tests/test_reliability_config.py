@@ -12,6 +12,7 @@ import json
 import math
 import typing
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
@@ -109,10 +110,8 @@ INVALID_WITH_DATA: dict[str, list[list[str]]] = {
     "feature.scale": [["feature.scale=7"]],
     "feature.bitmap": [['feature.kind="bitmap"', "feature.bitmap=[[0.5, 2.0]]"],
                        ['feature.kind="bitmap"', "feature.bitmap=[[1, 0], [1]]"]],
-    "population.canary.indices": [pytest.param(
-        ['population.canary.method="indices"', "population.canary.indices=[1000]"],
-        marks=pytest.mark.xfail(strict=True, reason="canaries.py:129 says 'canary index 1000 out "
-                                "of range' without naming population.canary.indices"))],
+    "population.canary.indices": [
+        ['population.canary.method="indices"', "population.canary.indices=[1000]"]],
     "population.canary.label": [['population.canary.method="label"', "population.canary.label=10"]],
     "population.canary.k": [['population.canary.method="label"', "population.canary.label=3",
                              "population.canary.k=900"]],
@@ -227,7 +226,6 @@ def test_config_json_from_disk_is_data_only(tmp_path):
 GAP = "validate() lacks this bound; see the report of the reliability issue (config.py patch)"
 
 
-@pytest.mark.xfail(strict=True, reason=GAP)
 @pytest.mark.parametrize("sets, field", [
     (["population.root_seed=-1"], "population.root_seed"),
     (["population.root_seed=18446744073709551616"], "population.root_seed"),
@@ -238,7 +236,9 @@ GAP = "validate() lacks this bound; see the report of the reliability issue (con
     (["train.epochs=1000000000000"], "train.epochs"),
     (["score.n_boot=100000000000000"], "score.n_boot"),
     (["population.n_seeds=100000000"], "population.n_seeds"),
-    (["train.learning_rate=1e308"], "train.learning_rate"),
+    (["train.learning_rate=1e308"], "train.learning_rate"),   # inf in float32
+    (["train.learning_rate=1e-60"], "train.learning_rate"),   # 0 in float32
+    (["population.lr_multipliers=[1, 1, 1, 1e-60]"], "population.lr_multipliers"),  # 0 in float32
 ])
 def test_known_gap_value_refused_by_validate(sets, field):
     """Each of these passes validate() today and later crashes (OverflowError, NumPy's
@@ -247,8 +247,6 @@ def test_known_gap_value_refused_by_validate(sets, field):
         validate(override(tiny(), sets))
 
 
-@pytest.mark.xfail(strict=True, reason="prepare() does not check probes or batch size against "
-                   "the data; see the report (study.py patch)")
 @pytest.mark.parametrize("sets, field", [
     (["probes.n=100000"], "probes.n"),                 # fails only at scoring, after training
     (["train.batch_size=1000000000000"], "batch_size"),  # a padded batch of 10^12 images
@@ -266,9 +264,11 @@ def _validate_refuses(assignment: str) -> bool:
     return False
 
 
-# Once config.py bounds the seeds, the fuzz below draws them from the whole integer range.
+# Once config.py bounds the seeds, the fuzz below draws them from the whole integer range, and
+# once it checks rates in float32, it draws float64 rates (today: float32-exact ones).
 SEED_BOUNDS_FIXED = _validate_refuses("population.root_seed=-1") and _validate_refuses(
     "population.canary.seed=-1") and _validate_refuses("probes.control_seed=-1")
+FLOAT32_RATES_FIXED = _validate_refuses("population.lr_multipliers=[1, 1, 1, 1e-60]")
 
 
 # ------------------------------------------------------------------ fuzzing
@@ -318,6 +318,8 @@ def _small_study_overrides(draw):
     """Overrides that keep the population and data small (so prepare stays fast) but cover
     invalid edges: zeros, negatives, out-of-range indices and labels, bad floats."""
     seeds = st.integers(-2**40, 2**64) if SEED_BOUNDS_FIXED else st.integers(0, 2**32 - 1)
+    rates = st.floats(allow_nan=True, allow_infinity=True,
+                      width=64 if FLOAT32_RATES_FIXED else 32)
     options = {
         "data.n_train": st.one_of(st.none(), st.integers(-2, 12000)),
         "data.n_val": st.one_of(st.none(), st.integers(-2, 3000)),
@@ -331,7 +333,7 @@ def _small_study_overrides(draw):
         "feature.scale": _sane_ints(-1, 8),
         "feature.spacing": _sane_ints(-1, 8),
         "train.optimizer": st.sampled_from(["adam", "adamw", "sgd", "lion"]),
-        "train.learning_rate": st.floats(allow_nan=True, allow_infinity=True),
+        "train.learning_rate": rates,
         "train.batch_size": st.integers(-1, 2000),
         "train.epochs": _sane_ints(-1, 5),
         "train.momentum": st.floats(-1, 2),
@@ -347,8 +349,7 @@ def _small_study_overrides(draw):
         "population.canary.indices": st.lists(st.integers(-5, 12000), max_size=2),
         "population.strategy": st.sampled_from(["auto", "vmap", "chunks", "sequential", "x"]),
         "population.chunk_size": st.one_of(st.none(), st.integers(-1, 5)),
-        "population.lr_multipliers": st.lists(st.floats(allow_nan=True, allow_infinity=True),
-                                              max_size=4),
+        "population.lr_multipliers": st.lists(rates, max_size=4),
         "probes.control_seed": seeds,
         "probes.n": st.one_of(st.none(), st.integers(-1, 1600)),
         "score.n_boot": st.integers(0, 5000),
@@ -385,4 +386,7 @@ def test_fuzz_prepare_never_reaches_xla_with_a_bad_value(sets, no_compile, cache
     m = len(prep.table)
     assert m >= 1 and prep.inputs.canary.shape == (m,)
     assert (prep.table["canary_index"] < len(prep.train)).all()
-    assert (prep.table["lr_mult"] > 0).all()
+    assert (prep.table["lr_mult"] > 0).all() and np.isfinite(prep.table["lr_mult"]).all()
+    if FLOAT32_RATES_FIXED:  # the effective rate of every model, as XLA will see it
+        rate = np.float32(cfg.train.learning_rate) * prep.table["lr_mult"].to_numpy(np.float32)
+        assert np.isfinite(rate).all() and (rate > 0).all()

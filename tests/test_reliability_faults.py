@@ -104,7 +104,9 @@ DIRECT_WRITES = [
 
 
 def test_every_result_write_is_atomic():
-    """Writes go through memjax.results' atomic helpers (temporary file, fsync, rename)."""
+    """Writes go through memjax.results' atomic helpers (temporary file, fsync, rename).
+
+    Scratch files in a temporary directory are exempt when their line says ``# scratch``."""
     import re
 
     import memjax
@@ -115,7 +117,9 @@ def test_every_result_write_is_atomic():
             continue
         for i, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#", 1)[0]
-            if ".lock" in code:  # an empty lock file (flock), never read as data
+            # An empty lock file (flock), or a line marked "# scratch" (a file in a temporary
+            # directory, e.g. data handed to a benchmark subprocess): never a result.
+            if ".lock" in code or "# scratch" in line:
                 continue
             for pattern in DIRECT_WRITES:
                 if re.search(pattern, code):
@@ -237,10 +241,6 @@ def test_check_missing_and_empty(tmp_path):
 # ------------------------------------------------------------------ resume after a kill
 
 
-@pytest.mark.xfail(strict=True, reason="study.train_stage writes the new config.json before "
-                   "training but leaves the old population.npz: a kill during training then makes "
-                   "run_study reuse the OTHER config's population (see the report: delete "
-                   "MANIFEST.json, population.npz and the score outputs before writing config.json)")
 def test_interrupted_retrain_with_a_new_config_does_not_reuse_the_old_population(tmp_path,
                                                                                  monkeypatch):
     work = tmp_path / "run"
@@ -309,6 +309,8 @@ def _wait_and_kill(proc: subprocess.Popen, trigger, timeout: float = 400) -> boo
 
 def _assert_no_partial_final_file(workdir: Path) -> None:
     """Every file under a final name parses completely; check reports nothing corrupt."""
+    if not workdir.exists():  # killed before the run wrote anything (e.g. during imports)
+        return
     for p in workdir.rglob("*"):
         if not p.is_file() or p.name.startswith("."):
             continue

@@ -99,20 +99,15 @@ def _cli_summary(results) -> str:
     return buf.getvalue()
 
 
-@pytest.mark.xfail(strict=True, reason="cli._print_summary prints a table of NaN and no word "
-                   "about divergence (see the reliability report for the lines to add)")
 def test_all_diverged_cli_says_so(runs):
     assert "every model diverged" in _cli_summary(runs["all"]).lower()
 
 
-@pytest.mark.xfail(strict=True, reason="cli._print_summary does not mention diverged models")
 def test_partly_diverged_cli_names_the_models(runs):
     out = _cli_summary(runs["one"])
     assert "1 of 4 models diverged" in out and "2" in out
 
 
-@pytest.mark.xfail(strict=True, reason="plotting.py:36 plot_distributions calls boxplot with no "
-                   "groups when no model is valid: matplotlib ValueError")
 def test_all_diverged_full_run_with_figures(tmp_path, runs):
     res = study.run_study(_cfg([1e7] * 4), tmp_path / "all", progress=False)
     assert not res.models["valid"].any()

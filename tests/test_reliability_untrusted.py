@@ -139,9 +139,6 @@ def test_config_json_with_unexpected_content_is_refused(tmp_path, case):
     assert not check_dir(run).ok
 
 
-@pytest.mark.xfail(strict=True, reason="study.read_config catches JSONDecodeError, KeyError and "
-                   "TypeError only: a deeply nested or non-UTF-8 config.json escapes as "
-                   "RecursionError / UnicodeDecodeError (a traceback from `memjax score`)")
 @pytest.mark.parametrize("raw", [b"[" * 100_000, b"\xff\xfe{}"], ids=["deep nesting", "not utf-8"])
 def test_config_json_hostile_bytes_give_a_memjax_error(tmp_path, raw):
     run = tmp_path / "run"
@@ -159,9 +156,6 @@ def test_check_reports_hostile_config_json(tmp_path, raw):
     assert not report.ok and any(R.CONFIG in p for p in report.problems)
 
 
-@pytest.mark.xfail(strict=True, reason="results.load reads CSVs with pandas without catching its "
-                   "errors: an empty or non-UTF-8 models.csv escapes as EmptyDataError / "
-                   "UnicodeDecodeError instead of ResultsError")
 @pytest.mark.parametrize("raw", [b"", b"\xff\xfe\x00"], ids=["empty", "not utf-8"])
 def test_results_load_wraps_table_errors(tmp_path, raw):
     run = _run_dir(tmp_path)

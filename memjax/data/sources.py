@@ -292,7 +292,8 @@ def offline_sources_hint(name: str | None = None) -> str:
         held = {ds: sorted(splits) for ds, splits in embedded_contents().items()}
     except DataError:
         held = {}
-    embedded = "; ".join(f"{ds} ({', '.join(splits)})" for ds, splits in sorted(held.items())) or "nothing"
+    embedded = "; ".join(f"{ds} ({', '.join(splits)})"
+                         for ds, splits in sorted(held.items())) or "nothing"
     lines = [
         "Offline sources: (1) local standard files: put them in a folder and pass --data-dir DIR "
         f"or set {ENV_DATA_DIR}=DIR (layout DIR/<dataset>/<files>[.gz], see docs/data.md), "
@@ -370,7 +371,8 @@ def load_tfds(name: str, split: str, data_dir: str | os.PathLike | None = None) 
         images = np.stack([np.asarray(ex["image"]) for ex in examples])
         labels = np.asarray([int(ex["label"]) for ex in examples], dtype=np.int64)
     except (KeyError, TypeError, ValueError) as e:
-        raise DataError(f"TFDS {name}/{split}: unexpected examples ({type(e).__name__}: {e})") from e
+        raise DataError(f"TFDS {name}/{split}: unexpected examples "
+                        f"({type(e).__name__}: {e})") from e
     if (images.shape[1:] != shape or not np.issubdtype(images.dtype, np.integer)
             or images.min() < 0 or images.max() > 255):
         raise DataError(f"TFDS {name}/{split}: images of shape {images.shape[1:]} and dtype "
