@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("workdir", type=Path)
     sc.add_argument("--no-progress", action="store_true")
     sw = sub.add_parser("sweep", help="run or resume a sweep of studies (JSON spec)")
-    sw.add_argument("spec", type=Path, help="sweep spec (JSON); see memjax/sweep.py")
+    sw.add_argument("spec", type=Path, help="sweep spec (JSON file, see memjax/sweep.py) or a shipped "
+                    "spec: regularisation, regularisation-cifar, seed-variance, dp")
     sw.add_argument("--out", type=Path, required=True, help="sweep directory")
     sw.add_argument("--shard", default=None, help="run only studies i mod n (array jobs), e.g. 0/4")
     sw.add_argument("--combine-only", action="store_true", help="only rebuild the combined tables")

@@ -63,13 +63,24 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:120] or "study"
 
 
+SHIPPED = Path(__file__).parent / "sweeps"
+
+
+def shipped_specs() -> list[str]:
+    """Names of the sweep specs shipped with memjax (the paper's studies)."""
+    return sorted(p.stem for p in SHIPPED.glob("*.json"))
+
+
 def load_spec(path: str | Path) -> dict:
-    """Reads a sweep spec (JSON) as data.
+    """Reads a sweep spec (JSON) as data: a file, or the name of a shipped spec
+    (`shipped_specs()`: regularisation, regularisation-cifar, seed-variance, dp).
 
     Raises:
       ConfigError: unreadable, not an object, or with unknown keys.
     """
     path = Path(path)
+    if not path.is_file() and (SHIPPED / f"{path}.json").is_file():
+        path = SHIPPED / f"{path}.json"
     try:
         spec = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:

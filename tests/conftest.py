@@ -29,3 +29,16 @@ def small_mnist():
     train = load_dataset("mnist", "train", "embedded").take(512)
     val = load_dataset("mnist", "test", "embedded").take(256)
     return train, val
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory) -> Path:
+    """tests/data/tiny_sweep.json run once, uninterrupted, through the CLI."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("sweep") / "full"
+    spec = Path(__file__).parent / "data" / "tiny_sweep.json"
+    subprocess.run([sys.executable, "-m", "memjax.cli", "sweep", str(spec), "--no-progress",
+                    "--out", str(out)], check=True, timeout=900, capture_output=True)
+    return out

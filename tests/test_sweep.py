@@ -42,10 +42,8 @@ def test_bad_specs_are_refused(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sweep") / "full"
-    subprocess.run(CLI + ["--out", str(out)], check=True, timeout=900, capture_output=True)
-    return out
+def uninterrupted(tiny_sweep):
+    return tiny_sweep
 
 
 def test_killed_sweep_resumes_to_the_same_table_without_recomputing(uninterrupted, tmp_path):

@@ -1,0 +1,114 @@
+"""Figures of a sweep, from its combined tables only (`memjax.sweep.combine`); never retrains.
+
+Each function returns a matplotlib `Figure` (shown inline by notebooks) and saves it when given
+a path.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from memjax.plotting import COLORS, _save
+from memjax.stats import variance_components
+
+
+def plot_scores_by_study(models: pd.DataFrame, score: str = "M_score",
+                         path: Path | None = None) -> Figure:
+    """One score's UF and baseline distributions for every study of a sweep."""
+    df = models[models["valid"].astype(bool)] if "valid" in models else models
+    studies = list(dict.fromkeys(df["study"]))
+    fig = Figure(figsize=(max(4.0, 1.3 * len(studies)), 3.6))
+    ax = fig.subplots()
+    rng = np.random.default_rng(0)
+    for i, study in enumerate(studies):
+        for j, cond in enumerate(("uf", "baseline")):
+            v = df.loc[(df["study"] == study) & (df["condition"] == cond), score].dropna()
+            x = i + (j - 0.5) * 0.35
+            ax.scatter(x + rng.uniform(-0.08, 0.08, len(v)), v, s=8, alpha=0.6,
+                       color=COLORS[cond], label=cond if i == 0 else None)
+            if len(v):
+                ax.hlines(v.mean(), x - 0.15, x + 0.15, color="black", lw=1.5)
+    ax.set_xticks(range(len(studies)), studies, rotation=30, ha="right", fontsize=8)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_ylabel(score)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_memorised_fraction(summary: pd.DataFrame, score: str = "M_score",
+                            path: Path | None = None) -> Figure:
+    """Per study: the fraction of UF models above the baseline's 95th percentile, with its
+    Clopper-Pearson 95% interval (the share of models that measurably memorised)."""
+    s = summary[summary["score"] == score]
+    fig = Figure(figsize=(max(4.0, 1.1 * len(s)), 3.4))
+    ax = fig.subplots()
+    x = np.arange(len(s))
+    frac = s["frac_above"].to_numpy()
+    err = [frac - s["frac_above_lo"].to_numpy(), s["frac_above_hi"].to_numpy() - frac]
+    ax.bar(x, frac, color="tab:red", alpha=0.7)
+    ax.errorbar(x, frac, yerr=err, fmt="none", color="black", capsize=3)
+    ax.axhline(0.05, color="grey", ls="--", lw=0.8, label="chance (5%)")
+    ax.set_xticks(x, s["study"], rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(f"UF models above baseline p95 ({score})")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def variance_table(models: pd.DataFrame, score: str = "M_score", condition: str = "uf",
+                   factors: tuple[str, ...] = ("init_seed", "order_seed", "placement")
+                   ) -> pd.DataFrame:
+    """Share of a score's variance due to each seed factor, per study (UF models)."""
+    rows = []
+    for study, g in models[(models["condition"] == condition) & models["valid"].astype(bool)
+                           ].groupby("study", sort=False):
+        shares = variance_components(g[score].to_numpy(), {f: g[f].to_numpy() for f in factors})
+        rows.append({"study": study, "n": len(g), **{f: shares[f] for f in factors},
+                     "residual": shares["residual"]})
+    return pd.DataFrame(rows)
+
+
+def plot_variance_components(models: pd.DataFrame, score: str = "M_score",
+                             path: Path | None = None) -> Figure:
+    """Stacked bars: variance shares of init seed, data-order seed, placement, residual."""
+    table = variance_table(models, score)
+    parts = [c for c in ("init_seed", "order_seed", "placement", "residual") if c in table]
+    fig = Figure(figsize=(max(4.0, 1.1 * len(table)), 3.4))
+    ax = fig.subplots()
+    bottom = np.zeros(len(table))
+    for part in parts:
+        ax.bar(table["study"], table[part], bottom=bottom, label=part)
+        bottom += table[part].to_numpy()
+    ax.set_ylabel(f"share of variance of {score}")
+    ax.tick_params(axis="x", rotation=30, labelsize=8)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_dp_tradeoff(models: pd.DataFrame, audit: pd.DataFrame, score: str = "M_score",
+                     path: Path | None = None) -> Figure:
+    """Memorisation against the accounted epsilon: UF-vs-baseline AUC and the empirical epsilon
+    lower bound per study of a DP sweep (`audit` has columns study, score, auc, eps_lb)."""
+    eps = models.groupby("study")["dp_epsilon"].median() if "dp_epsilon" in models else None
+    a = audit[audit["score"] == score].set_index("study")
+    studies = list(a.index)
+    x = np.array([eps.get(s, np.inf) if eps is not None else np.inf for s in studies], float)
+    x = np.where(np.isfinite(x), x, np.nan)
+    fig = Figure(figsize=(7.5, 3.2))
+    ax1, ax2 = fig.subplots(1, 2)
+    labels = [f"{s}\n(eps={e:.2g})" if np.isfinite(e) else f"{s}\n(no DP bound)"
+              for s, e in zip(studies, x)]
+    pos = np.arange(len(studies))
+    ax1.bar(pos, a["auc"], color="tab:red", alpha=0.7)
+    ax1.axhline(0.5, color="grey", ls="--", lw=0.8)
+    ax1.set_ylabel(f"AUC, UF vs baseline ({score})")
+    ax2.bar(pos, a["eps_lb"], color="tab:purple", alpha=0.7, label="empirical lower bound")
+    ax2.scatter(pos, x, color="black", marker="_", s=300, label="accounted epsilon")
+    ax2.set_ylabel("epsilon")
+    ax2.legend(fontsize=7)
+    for ax in (ax1, ax2):
+        ax.set_xticks(pos, labels, rotation=30, ha="right", fontsize=7)
+    return _save(fig, path)
