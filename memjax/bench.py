@@ -63,6 +63,7 @@ class BenchConfig:
       seq_models: models actually timed for the sequential strategy (its per-model rate does
         not depend on M).
       toy_runs, toy_loop_runs: runs of the vmapped toy program, and of the per-run loops.
+      toy_chunk: runs per call of the chunked toy row (timed on at most 8 chunks).
       score_models, score_probes, score_loop_models: scoring sizes (probes x 3 variants).
       baseline_epochs: epochs of the one-model baselines (the first includes warm-up).
       min_seconds: repeat a timing until this much time was spent (at most 3 repeats).
@@ -77,6 +78,7 @@ class BenchConfig:
     seq_models: int = 8
     toy_runs: int = 500
     toy_loop_runs: int = 25
+    toy_chunk: int = 8
     score_models: int = 16
     score_probes: int = 50_000
     score_loop_models: int = 2
@@ -639,7 +641,7 @@ def train_section(model_name: str, cfg: BenchConfig, data: BenchData, roofline: 
     per_model_mb = 0.0
     for k in ks:  # the sweep: one call of k models = strategy "vmap" with M = k
         need_mb = per_model_mb * k
-        if need_mb > 0.6 * available_memory_bytes() / 2**20:
+        if need_mb > 0.5 * available_memory_bytes() / 2**20:
             rows.append({"section": "train", "model": model_name, "impl": "memjax",
                          "strategy": "vmap", "M": k, "chunk": k,
                          "skipped": f"needs about {need_mb / 1024:.1f} GiB"})
@@ -709,6 +711,15 @@ def toy_rows(cfg: BenchConfig, roofline: float, log: Callable[[str], None] = pri
     rows.append(_toy_row("memjax vmap", cfg.toy_runs, cfg.toy_runs, timing.best, timing.cpu,
                          flops_run, roofline, compile_s=round(compile_s, 2),
                          repeats=timing.repeats, peak_rss_mb=rss.peak_mb))
+    k = cfg.toy_chunk
+    if k < cfg.toy_runs:  # ToyConfig.chunk_size = k: the same program on chunks of k runs
+        chunks = [keys[i:i + k] for i in range(0, min(cfg.toy_runs, 8 * k), k)]
+        t = time.perf_counter()
+        fn.lower(chunks[0], data).compile()
+        compile_s = time.perf_counter() - t
+        timing = best_of(lambda: [jax.block_until_ready(fn(c, data)) for c in chunks], 0.0)
+        rows.append(_toy_row(f"memjax chunks of {k}", cfg.toy_runs, k * len(chunks), timing.best,
+                             timing.cpu, flops_run, roofline, compile_s=round(compile_s, 2)))
     _fresh()
     one = jax.jit(lambda key, d: train_run(key, d, toy))
     d2 = {"x": data["x"], "y": data["y"]}
