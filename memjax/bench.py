@@ -45,6 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from memjax.results import write_npz
+
 EPOCH_TRAIN, EPOCH_VAL = 60_000, 10_000  # a model-epoch (MNIST train, validation on test)
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 PEAK_H200 = {  # NVIDIA H200 SXM datasheet (dense; TF32 tensor-core figure is without sparsity)
@@ -512,7 +514,7 @@ def run_worker(job: dict, arrays: dict[str, np.ndarray], timeout: int = 1200) ->
         return {"skipped": f"{module} not installed (pip install -e .[bench])"}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data.npz"
-        np.savez(path, **arrays)
+        write_npz(path, arrays)
         # PASSIVE: OpenMP threads sleep at barriers instead of spinning; on a shared machine
         # spinning made PyTorch 10-40x slower (measured), on an idle one it costs little.
         env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -529,7 +531,7 @@ def run_worker(job: dict, arrays: dict[str, np.ndarray], timeout: int = 1200) ->
 def worker() -> None:
     """Subprocess entry: runs one job (JSON in argv[1]) and prints its times as JSON."""
     job = json.loads(sys.argv[1])
-    with np.load(job["data"]) as f:
+    with np.load(job["data"], allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files}
     if job["impl"] == "torch-toy":
         times, cpus, version = _torch_toy(arrays, job)
@@ -638,17 +640,17 @@ def train_section(model_name: str, cfg: BenchConfig, data: BenchData, roofline: 
     ks = cfg.mlp_ks if model_name.startswith("mlp") else cfg.cnn_ks
     ms = cfg.mlp_ms if model_name.startswith("mlp") else cfg.cnn_ms
     rows: list[dict] = []
-    per_model_mb = 0.0
+    per_model_mb = 0.0  # RSS growth per model at the largest k so far (fixed costs included)
     for k in ks:  # the sweep: one call of k models = strategy "vmap" with M = k
         need_mb = per_model_mb * k
         if need_mb > 0.5 * available_memory_bytes() / 2**20:
-            rows.append({"section": "train", "model": model_name, "impl": "memjax",
-                         "strategy": "vmap", "M": k, "chunk": k,
-                         "skipped": f"needs about {need_mb / 1024:.1f} GiB"})
+            rows.append(_logged({"section": "train", "model": model_name, "impl": "memjax",
+                                 "strategy": "vmap", "M": k, "chunk": k,
+                                 "skipped": f"needs about {need_mb / 1024:.1f} GiB"}, log))
             continue
         row = train_row(model_name, "vmap", k, k, data, roofline, min_seconds=cfg.min_seconds,
                         end_to_end=k <= 64)
-        per_model_mb = max(per_model_mb, row["rss_delta_mb"] / k)
+        per_model_mb = row["rss_delta_mb"] / k
         rows.append(_logged(row, log))
     measured = {r["M"]: r for r in rows if "skipped" not in r}
     for m in ms:

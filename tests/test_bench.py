@@ -46,8 +46,8 @@ def test_scoring_row(tiny_data):
 
 def test_best_of_and_peak_rss():
     calls = []
-    best, median, n = bench.best_of(lambda: calls.append(1), min_seconds=0.0)
-    assert n == 1 and len(calls) == 1 and best <= median
+    timing = bench.best_of(lambda: calls.append(1), min_seconds=0.0)
+    assert timing.repeats == 1 and len(calls) == 1 and timing.best <= timing.median
     with bench.PeakRSS() as rss:
         block = np.ones(8 << 20, np.uint8)  # 8 MiB touched
         block[::4096] = 2
