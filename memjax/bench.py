@@ -229,7 +229,7 @@ class Timing:
         return self.cpu / (self.best * (os.cpu_count() or 1))
 
 
-def best_of(fn: Callable[[], Any], min_seconds: float, max_repeats: int = 3) -> Timing:
+def best_of(fn: Callable[[], Any], min_seconds: float, max_repeats: int = 20) -> Timing:
     """Runs `fn` until `min_seconds` were spent (at least once, at most `max_repeats`)."""
     runs: list[tuple[float, float]] = []
     while not runs or (sum(r[0] for r in runs) < min_seconds and len(runs) < max_repeats):

@@ -73,7 +73,20 @@ def _batch_fn(program: Program, feature: FeatureConfig, image_shape: tuple, stan
             variables, feat_mask, feat_value, y_star, x01, x_ctrl01, logits_clean, labels, valid,
             mean, std)
 
-    return jax.jit(batch)
+    def m10_one(variables, feat_mask, feat_value, x01, x_ctrl01, valid, mean, std, col_uf,
+                col_ctrl):
+        x_uf = insert(x01, feat_mask, feat_value, xp=jnp)
+        logits_uf = program.model.apply(variables, norm(x_uf, mean, std), train=False)
+        logits_ctrl = program.model.apply(variables, norm(x_ctrl01, mean, std), train=False)
+        return score_lib.m10_reference_terms(logits_uf, logits_ctrl, col_uf, col_ctrl, valid)
+
+    def m10_batch(variables, feat_mask, feat_value, x01, ctrl, valid, mean, std, col_uf, col_ctrl):
+        c_mask, c_value = render(ctrl, image_shape, offset, scale, transparent, xp=jnp)
+        x_ctrl01 = insert(x01, c_mask, c_value, xp=jnp)
+        return jax.vmap(m10_one, in_axes=(0, 0, 0, None, None, None, None, None, 0, 0))(
+            variables, feat_mask, feat_value, x01, x_ctrl01, valid, mean, std, col_uf, col_ctrl)
+
+    return jax.jit(batch), jax.jit(m10_batch)
 
 
 def score_population(
@@ -95,6 +108,7 @@ def score_population(
     num_classes: int = 10,
     progress: bool = True,
     sharding=None,
+    m10_reference: bool = False,
 ) -> ScoreOutput:
     """Every score of method.md for every model.
 
@@ -113,6 +127,8 @@ def score_population(
       batch_size: probes per step; chunk_size: models per step.
       sharding: optional `memjax.sharding.ModelsSharding`: each chunk's models are spread
         over the devices (probes replicated).
+      m10_reference: also compute M10_reference (method.md's SciPy-axis-0 variant), which
+        needs a second pass over the probes (its columns are normalised over all probes).
     Returns:
       ScoreOutput.
     """
@@ -120,7 +136,7 @@ def score_population(
     p = probes_x01.shape[0]
     image_shape = tuple(probes_x01.shape[1:])
     ctrl = control_bitmaps(p, feature_bitmap(feature).shape, control_seed)
-    fn = _batch_fn(program, feature, image_shape, standardise, clip, num_classes)
+    fn, m10_fn = _batch_fn(program, feature, image_shape, standardise, clip, num_classes)
     m = int(np.asarray(y_star).shape[0])
     k = max(1, min(chunk_size, m))
     if sharding is not None:  # a multiple of the device count; padding is discarded
@@ -158,6 +174,20 @@ def score_population(
             for key in PER_PROBE_KEYS:
                 pp[key].append(np.asarray(per[key])[: len(rows), :n_valid])
             bar.update(1)
+        if m10_reference:  # second pass: needs this chunk's column sums over all probes
+            col_uf, col_ctrl = put_models((
+                np.concatenate([sums["p_uf_sum"], np.repeat(sums["p_uf_sum"][-1:], k - len(rows), 0)]).astype(np.float32),
+                np.concatenate([sums["p_ctrl_sum"], np.repeat(sums["p_ctrl_sum"][-1:], k - len(rows), 0)]).astype(np.float32)))
+            js = np.zeros((len(rows), num_classes))
+            for i in range(n_batches):
+                sl = np.arange(i * b, (i + 1) * b)
+                valid = sl < p
+                sl = np.where(valid, sl, 0)
+                batch = put_shared((probes_x01[sl], ctrl[sl], valid, mean_d, std_d))
+                x01_b, ctrl_b, valid_b, mean_b, std_b = batch
+                js += np.asarray(host(m10_fn(v, fm, fv, x01_b, ctrl_b, valid_b, mean_b, std_b,
+                                             col_uf, col_ctrl)), np.float64)[: len(rows)]
+            sums["m10_js"] = js
         sums_all.append(sums)
         per_probe_all.append({key: np.concatenate(v_, axis=1) for key, v_ in pp.items()})
     bar.close()
@@ -166,5 +196,7 @@ def score_population(
                  for key in PER_PROBE_KEYS}
     scores = score_lib.finalize(sums, per_probe, np.asarray(y_star), np.asarray(probe_labels),
                                 num_classes)
+    if m10_reference:
+        scores["M10_reference"] = score_lib.m10_reference_from_sums(sums["m10_js"])
     return ScoreOutput(scores=scores, per_probe=per_probe, control=ctrl,
                        seconds=time.perf_counter() - t0)

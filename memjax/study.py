@@ -277,7 +277,7 @@ def score_stage(workdir: str | Path, *, progress: bool = True, prep: Prepared | 
         standardise=cfg.probes.standardise or k == 3, clip=cfg.score.clip,
         control_seed=cfg.probes.control_seed, batch_size=cfg.probes.batch_size,
         chunk_size=64 if model_family(cfg.model.name) == "mlp" else 16, progress=progress,
-        sharding=_sharding(cfg),
+        sharding=_sharding(cfg), m10_reference=cfg.score.m10_reference,
     )
     if not is_writer():
         return None
