@@ -3,7 +3,8 @@
 `plan_chunk_size` picks k. With "auto" it takes the smallest of: the population size, the
 number of models whose training state fits in a memory budget (from `jax.eval_shape`, no
 compilation), and the preferred chunk size of the model family on this device kind, which
-comes from measurements (`scripts/bench.py`, docs/benchmarks.md).
+is meant to come from measurements (`scripts/bench.py`); the values below are first guesses
+from the figures quoted in the performance issue, not yet measured here.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import numpy as np
 
 from memjax.errors import ConfigError
 
-# Preferred models per vmapped call, per (platform, model family), from docs/benchmarks.md.
+# Preferred models per vmapped call, per (platform, model family): first guesses, to be replaced
+# by scripts/bench.py measurements.
 # On XLA:CPU a vmapped GEMM becomes a batched GEMM that runs less efficiently than one large
 # GEMM, and big stacked states fall out of cache; on GPUs small models gain from wide vmaps.
 PREFERRED_CHUNK = {
