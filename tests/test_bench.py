@@ -79,10 +79,25 @@ def test_targets_and_report_from_rows():
     ]
     met = {t["target"]: t for t in bench.targets(rows)}
     assert met["MLP population (M>=64, best strategy): fraction of roofline"]["met"] is True
-    assert met["MLP population vs torch one at a time"]["value"] == pytest.approx(1.75)
-    assert met["MLP population vs keras one at a time"]["met"] is None
+    assert met["MLP population (M>=64) vs torch one at a time"]["value"] == pytest.approx(1.75)
+    assert met["MLP population (M>=64) vs keras one at a time"]["met"] is None
     result = {"machine": {"cores": 2, "mem_gb": 1, "jax": "x", "platform": "cpu", "flax": "x",
                           "optax": "x", "torch": None, "tensorflow": None, "load_start": 0.1},
               "rows": rows, "targets": bench.targets(rows)}
     text = bench.format_report(result)
     assert "tensorflow not installed" in text and "| mlp | memjax | vmap | 64 |" in text
+
+
+def test_merge_keeps_the_best_row_of_each_measurement():
+    def result(gflops, load):
+        rows = [{"section": "roofline", "gflops": 100.0, "by_size": {}, "load": load},
+                {"section": "train", "model": "mlp", "impl": "memjax", "strategy": "vmap",
+                 "M": 64, "chunk": 64, "s_per_model_epoch": 100.0 / gflops,
+                 "model_epochs_per_s": gflops / 100.0, "gflops": gflops,
+                 "frac_roofline": gflops / 100.0, "load": load}]
+        return {"machine": {"load_start": load, "load_end": load, "seconds": 1.0},
+                "config": {}, "rows": rows}
+    merged = bench.merge_results([result(50.0, 4.0), result(80.0, 2.0)])
+    row = next(r for r in merged["rows"] if r["section"] == "train")
+    assert row["gflops"] == 80.0 and row["run"] == 1
+    assert merged["machine"]["runs_merged"] == 2 and merged["machine"]["seconds"] == 2.0
