@@ -133,22 +133,27 @@ def write_table(path_csv: str | os.PathLike, table: pd.DataFrame, parquet: bool 
             table.to_parquet(tmp, index=False)
 
 
+def write_tree(path: str | os.PathLike, tree: dict) -> None:
+    """Atomically writes a nested dict of arrays to one `.npz` ("a/b/c" keys)."""
+    write_npz(path, traverse_util.flatten_dict(tree, sep="/"))
+
+
+def read_tree(path: str | os.PathLike) -> dict:
+    """Inverse of `write_tree` (no pickle)."""
+    return traverse_util.unflatten_dict(read_npz(path), sep="/")
+
+
 def save_population(path: str | os.PathLike, variables: dict, summary: dict[str, np.ndarray]) -> None:
     """Saves stacked Flax variables [M, ...] and per-model arrays [M] to one `.npz`."""
-    flat = traverse_util.flatten_dict(variables, sep="/")
-    arrays = {f"variables/{k}": np.asarray(v) for k, v in flat.items()}
-    arrays.update({f"summary/{k}": np.asarray(v) for k, v in summary.items()})
-    write_npz(path, arrays)
+    write_tree(path, {"variables": variables, "summary": summary})
 
 
 def load_population(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     """Inverse of `save_population`: (variables [M, ...], summary)."""
-    arrays = read_npz(path)
-    flat = {k[len("variables/"):]: v for k, v in arrays.items() if k.startswith("variables/")}
-    summary = {k[len("summary/"):]: v for k, v in arrays.items() if k.startswith("summary/")}
-    if not flat:
+    tree = read_tree(path)
+    if not tree.get("variables"):
         raise ResultsError(f"{path}: holds no variables")
-    return traverse_util.unflatten_dict(flat, sep="/"), summary
+    return tree["variables"], tree.get("summary", {})
 
 
 def sha256_file(path: str | os.PathLike) -> str:

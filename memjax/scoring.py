@@ -89,6 +89,13 @@ def _batch_fn(program: Program, feature: FeatureConfig, image_shape: tuple, stan
     return jax.jit(batch), jax.jit(m10_batch)
 
 
+def _batch_rows(i: int, b: int, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probe indices [b] of batch i (padding rows point at probe 0) and their validity [b]."""
+    rows = np.arange(i * b, (i + 1) * b)
+    valid = rows < p
+    return np.where(valid, rows, 0), valid
+
+
 def score_population(
     program: Program,
     variables: dict,
@@ -161,9 +168,7 @@ def score_population(
         sums: dict[str, np.ndarray] = {}
         pp: dict[str, list] = {key: [] for key in PER_PROBE_KEYS}
         for i in range(n_batches):
-            sl = np.arange(i * b, (i + 1) * b)
-            valid = sl < p
-            sl = np.where(valid, sl, 0)
+            sl, valid = _batch_rows(i, b, p)
             batch = put_shared((probes_x01[sl], ctrl[sl], probe_labels[sl].astype(np.int32),
                                 valid, mean_d, std_d))
             s, per = host(fn(v, fm, fv, ys, *batch))
@@ -180,9 +185,7 @@ def score_population(
                 np.concatenate([sums["p_ctrl_sum"], np.repeat(sums["p_ctrl_sum"][-1:], k - len(rows), 0)]).astype(np.float32)))
             js = np.zeros((len(rows), num_classes))
             for i in range(n_batches):
-                sl = np.arange(i * b, (i + 1) * b)
-                valid = sl < p
-                sl = np.where(valid, sl, 0)
+                sl, valid = _batch_rows(i, b, p)
                 batch = put_shared((probes_x01[sl], ctrl[sl], valid, mean_d, std_d))
                 x01_b, ctrl_b, valid_b, mean_b, std_b = batch
                 js += np.asarray(host(m10_fn(v, fm, fv, x01_b, ctrl_b, valid_b, mean_b, std_b,

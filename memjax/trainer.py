@@ -195,22 +195,13 @@ def _chunk_path(folder: str | Path, k: int, c: int, n_chunks: int, m: int) -> Pa
 
 
 def _save_chunk(path: Path, out: dict, chunk_metrics: dict[str, np.ndarray]) -> None:
-    from flax import traverse_util
+    from memjax.results import write_tree
 
-    from memjax.results import write_npz
-
-    arrays = {f"out/{k}": v for k, v in traverse_util.flatten_dict(out, sep="/").items()}
-    arrays.update({f"metrics/{k}": v for k, v in chunk_metrics.items()})
-    write_npz(path, arrays)
+    write_tree(path, {"out": out, "metrics": chunk_metrics})
 
 
 def _load_chunk(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    from flax import traverse_util
+    from memjax.results import read_tree
 
-    from memjax.results import read_npz
-
-    arrays = read_npz(path)
-    out = traverse_util.unflatten_dict(
-        {k[4:]: v for k, v in arrays.items() if k.startswith("out/")}, sep="/")
-    chunk_metrics = {k[8:]: v for k, v in arrays.items() if k.startswith("metrics/")}
-    return out, chunk_metrics
+    tree = read_tree(path)
+    return tree["out"], tree["metrics"]

@@ -40,7 +40,7 @@ def fraction_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, float,
     Returns:
       (fraction, lo, hi) as from ``scipy.stats.binomtest(k, n).proportion_ci(method="exact")``.
     """
-    ci = scipy.stats.binomtest(int(k), int(n)).proportion_ci(
-        confidence_level=confidence, method="exact"
-    )
-    return k / n, float(ci.low), float(ci.high)
+    from memjax.stats import clopper_pearson
+
+    lo, hi = clopper_pearson(int(k), int(n), alpha=1.0 - confidence)
+    return k / n, lo, hi
