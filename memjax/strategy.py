@@ -3,8 +3,8 @@
 `plan_chunk_size` picks k. With "auto" it takes the smallest of: the population size, the
 number of models whose training state fits in a memory budget (from `jax.eval_shape`, no
 compilation), and the preferred chunk size of the model family on this device kind, which
-is meant to come from measurements (`scripts/bench.py`); the values below are first guesses
-from the figures quoted in the performance issue, not yet measured here.
+comes from measurements (`scripts/bench.py`, table in docs/benchmarks.md). The CPU values are
+measured on the project's 2-core machine; the GPU/TPU values are not measured yet.
 """
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ import numpy as np
 
 from memjax.errors import ConfigError
 
-# Preferred models per vmapped call, per (platform, model family): first guesses, to be replaced
-# by scripts/bench.py measurements.
+# Preferred models per vmapped call, per (platform, model family). CPU: measured by
+# scripts/bench.py (docs/benchmarks.md): MLP k=2 ran 15-25% faster than k=8 and 30-40% faster
+# than k>=32; CNN2 k=2..8 are within noise, k=16 is 15% slower. GPU/TPU: unmeasured guesses.
 # On XLA:CPU a vmapped GEMM becomes a batched GEMM that runs less efficiently than one large
 # GEMM, and big stacked states fall out of cache; on GPUs small models gain from wide vmaps.
 PREFERRED_CHUNK = {
-    ("cpu", "mlp"): 8,
+    ("cpu", "mlp"): 2,
     ("cpu", "cnn"): 4,
     ("gpu", "mlp"): 1024,
     ("gpu", "cnn"): 256,

@@ -17,9 +17,12 @@ MIB = 1 << 20
 
 
 def test_auto_chunks_to_what_fits():
-    # 10 MiB per model, 35 MiB free: 3 fit, fewer than the CPU's preferred 8 per call.
-    k = plan_chunk_size(100, "auto", None, 10 * MIB, "mlp", budget_bytes=35 * MIB)
-    assert k == 3
+    # 10 MiB per model and room for one fewer than the CPU's preferred chunk: that many fit.
+    preferred = PREFERRED_CHUNK[("cpu", "mlp")]
+    assert preferred >= 2
+    k = plan_chunk_size(100, "auto", None, 10 * MIB, "mlp",
+                        budget_bytes=(preferred - 1) * 10 * MIB + 5 * MIB)
+    assert k == preferred - 1
     assert plan_chunk_size(100, "auto", None, 1 * MIB, "mlp", budget_bytes=10_000 * MIB) == \
         PREFERRED_CHUNK[("cpu", "mlp")]
     assert plan_chunk_size(2, "auto", None, 1 * MIB, "mlp", budget_bytes=10_000 * MIB) == 2
