@@ -56,10 +56,42 @@ def tree_bytes(tree) -> int:
     return int(sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
 
 
-def per_model_bytes(state_bytes: int, batch_size: int, example_floats: int, widest: int) -> int:
-    """Estimated device bytes of one model in a population program."""
-    activations = batch_size * (example_floats + 4 * widest) * 4 * 3
-    return int(state_bytes * STATE_FACTOR + activations)
+def jaxpr_bytes(jaxpr) -> int:
+    """Bytes of every intermediate value of a jaxpr (nested jaxprs included).
+
+    An upper bound on a forward pass's live activations: XLA fuses elementwise chains, so the
+    peak is lower (CNN2 at batch 128: 657 MiB here against ~390 MB of measured RSS growth per
+    model, docs/benchmarks.md), but the big buffers (im2col patches, layer outputs) that the
+    backward pass keeps are all counted.
+    """
+    total = 0
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            shape = getattr(v.aval, "shape", None)
+            if shape is not None:
+                total += math.prod(shape) * np.dtype(v.aval.dtype).itemsize
+        for p in eqn.params.values():
+            inner = getattr(p, "jaxpr", p)  # ClosedJaxpr -> Jaxpr
+            if hasattr(inner, "eqns"):
+                total += jaxpr_bytes(inner)
+    return int(total)
+
+
+def forward_bytes(model, variables, batch: jax.ShapeDtypeStruct) -> int:
+    """`jaxpr_bytes` of one eval-mode forward pass of `batch` (abstract: traces, compiles nothing)."""
+    closed = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, batch)
+    return jaxpr_bytes(closed.jaxpr)
+
+
+def per_model_bytes(state_bytes: int, activation_bytes: int, per_example_grad_bytes: int = 0
+                    ) -> int:
+    """Estimated device bytes of one model in a population program.
+
+    The training state (parameters, optimiser moments, early-stopping copies) times
+    STATE_FACTOR for gradients and optimiser temporaries, the forward activations of one batch
+    (`forward_bytes`), and under DP-SGD the batch's per-example gradients.
+    """
+    return int(state_bytes * STATE_FACTOR + activation_bytes + per_example_grad_bytes)
 
 
 def plan_chunk_size(

@@ -21,7 +21,7 @@ from memjax.config import TrainConfig
 from memjax.models import model_family
 from memjax.population import take
 from memjax.sharding import gather
-from memjax.strategy import per_model_bytes, plan_chunk_size, tree_bytes
+from memjax.strategy import forward_bytes, per_model_bytes, plan_chunk_size, tree_bytes
 from memjax.train import ModelInputs, TrainData, make_program
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
@@ -86,9 +86,14 @@ def estimate_model_bytes(model_name: str, cfg: TrainConfig, data: TrainData) -> 
         feature_value=jax.ShapeDtypeStruct((1,) + data.x_train.shape[1:], jnp.float32),
     )
     state = jax.eval_shape(program.init, one, data)
-    widest = max(x.shape[-1] for x in jax.tree.leaves(state.params))
-    example = math.prod(data.x_train.shape[1:])
-    return per_model_bytes(tree_bytes(state), cfg.batch_size, example, widest)
+    variables = {"params": state.params}
+    if program.has_batch_stats:
+        variables["batch_stats"] = state.batch_stats
+    variables = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), variables)
+    batch = jax.ShapeDtypeStruct((cfg.batch_size,) + data.x_train.shape[1:], jnp.float32)
+    activations = forward_bytes(program.model, variables, batch)
+    dp = cfg.batch_size * tree_bytes(state.params) if cfg.dp else 0
+    return per_model_bytes(tree_bytes(state), activations, dp)
 
 
 def train_population(

@@ -112,6 +112,8 @@ def test_config_validation():
     with pytest.raises(ConfigError, match="chunk_size"):
         ToyConfig(chunk_size=0).validate()
     assert ToyConfig(chunk_size=10_000).runs_per_call == 500
+    assert ToyConfig().runs_per_call == 4  # tests run on a CPU: the measured CPU chunk
+    assert ToyConfig(n_runs=3).runs_per_call == 3
 
 
 # --------------------------------------------------------------------------- model

@@ -190,3 +190,23 @@ def test_feature_reaches_only_the_canary_image(small_mnist):
     diff = uf != base
     assert diff[:3].sum() == 0 and diff[4:].sum() == 0
     assert diff[3].sum() > 0 and not diff[3, 6:, :].any() and not diff[3, :, 6:].any()
+
+
+def test_over_models_squeezes_a_single_model_and_vmaps_more():
+    from memjax.train import over_models
+
+    seen = []
+
+    def fn(w, x, scale):
+        seen.append(w.shape)
+        return {"y": w @ x * scale, "n": jnp.sum(w)}
+
+    call = over_models(fn, in_axes=(0, None, None))
+    w = jnp.arange(2 * 3 * 4, dtype=jnp.float32).reshape(2, 3, 4)
+    x = jnp.ones((4, 5), jnp.float32)
+    one = jax.jit(call)(w[:1], x, 2.0)
+    assert seen[-1] == (3, 4)  # traced unbatched
+    many = jax.jit(call)(w, x, 2.0)
+    assert one["y"].shape == (1, 3, 5) and many["y"].shape == (2, 3, 5)
+    np.testing.assert_array_equal(one["y"][0], many["y"][0])
+    np.testing.assert_array_equal(one["n"], many["n"][:1])
