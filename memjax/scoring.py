@@ -39,6 +39,8 @@ class ScoreOutput:
       per_probe: name -> float32 [M, P] ("kl_q_uf", "kl_q_ctrl", "d_own").
       control: uint8 [P, h, w], the control bitmaps used.
       seconds: wall time.
+      info: "chunks" and "shared_feature_chunks" (chunks whose models all have one feature,
+        scored by the shared-input step).
     """
 
     scores: dict[str, np.ndarray]
@@ -73,6 +75,21 @@ def _batch_fn(program: Program, feature: FeatureConfig, image_shape: tuple, stan
             variables, feat_mask, feat_value, y_star, x01, x_ctrl01, logits_clean, labels, valid,
             mean, std)
 
+    def batch_shared(variables, feat_mask, feat_value, y_star, x01, ctrl, labels, valid, mean,
+                     std):
+        """As `batch` when every model of the chunk has the same feature (feat_mask and
+        feat_value [H, W, K], not [k, ...]): all three variants are then shared inputs, and XLA
+        runs each first layer as one GEMM over the chunk's concatenated weights."""
+        c_mask, c_value = render(ctrl, image_shape, offset, scale, transparent, xp=jnp)
+        x_ctrl01 = insert(x01, c_mask, c_value, xp=jnp)
+        x_uf01 = insert(x01, feat_mask, feat_value, xp=jnp)
+        logits = [program.predict(variables, norm(x, mean, std))  # [k, B, C] each
+                  for x in (x01, x_uf01, x_ctrl01)]
+        return jax.vmap(
+            lambda lc, lu, lr, ys: score_lib.batch_terms(lc, lu, lr, ys, labels, valid, clip=clip,
+                                                         num_classes=num_classes)
+        )(*logits, y_star)
+
     def m10_one(variables, feat_mask, feat_value, x01, x_ctrl01, valid, mean, std, col_uf,
                 col_ctrl):
         x_uf = insert(x01, feat_mask, feat_value, xp=jnp)
@@ -86,7 +103,7 @@ def _batch_fn(program: Program, feature: FeatureConfig, image_shape: tuple, stan
         return jax.vmap(m10_one, in_axes=(0, 0, 0, None, None, None, None, None, 0, 0))(
             variables, feat_mask, feat_value, x01, x_ctrl01, valid, mean, std, col_uf, col_ctrl)
 
-    return jax.jit(batch), jax.jit(m10_batch)
+    return jax.jit(batch), jax.jit(batch_shared), jax.jit(m10_batch)
 
 
 def _batch_rows(i: int, b: int, p: int) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +160,8 @@ def score_population(
     p = probes_x01.shape[0]
     image_shape = tuple(probes_x01.shape[1:])
     ctrl = control_bitmaps(p, feature_bitmap(feature).shape, control_seed)
-    fn, m10_fn = _batch_fn(program, feature, image_shape, standardise, clip, num_classes)
+    fn, fn_shared, m10_fn = _batch_fn(program, feature, image_shape, standardise, clip,
+                                      num_classes)
     m = int(np.asarray(y_star).shape[0])
     k = max(1, min(chunk_size, m))
     if sharding is not None:  # a multiple of the device count; padding is discarded
@@ -154,6 +172,7 @@ def score_population(
     b = max(1, min(batch_size, p))
     n_batches = math.ceil(p / b)
     mean_d, std_d = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    shared_chunks = 0
     sums_all: list[dict] = []
     per_probe_all: list[dict] = []
     bar = tqdm(total=math.ceil(m / k) * n_batches, desc=f"score x{m}", unit="batch",
@@ -161,17 +180,21 @@ def score_population(
     for c in range(math.ceil(m / k)):
         rows = np.arange(c * k, min((c + 1) * k, m))
         padded = np.concatenate([rows, np.full(k - len(rows), rows[-1])])
+        fm_host = np.asarray(inputs.feature_mask)[padded]
+        fv_host = np.asarray(inputs.feature_value)[padded]
         v, fm, fv, ys = put_models((
-            jax.tree.map(lambda x: np.asarray(x)[padded], variables),
-            np.asarray(inputs.feature_mask)[padded], np.asarray(inputs.feature_value)[padded],
+            jax.tree.map(lambda x: np.asarray(x)[padded], variables), fm_host, fv_host,
             np.asarray(y_star)[padded].astype(np.int32)))
+        # One feature for the whole chunk (the usual study): the shared-input step.
+        shared = bool(np.all(fm_host == fm_host[:1]) and np.all(fv_host == fv_host[:1]))
+        step = fn_shared if shared else fn
+        shared_chunks += shared
+        feat = put_shared((fm_host[0], fv_host[0])) if shared else (fm, fv)
         sums: dict[str, np.ndarray] = {}
         pp: dict[str, list] = {key: [] for key in PER_PROBE_KEYS}
-        for i in range(n_batches):
-            sl, valid = _batch_rows(i, b, p)
-            batch = put_shared((probes_x01[sl], ctrl[sl], probe_labels[sl].astype(np.int32),
-                                valid, mean_d, std_d))
-            s, per = host(fn(v, fm, fv, ys, *batch))
+
+        def collect(out, valid):
+            s, per = host(out)
             for key, val in s.items():
                 val = np.asarray(val, np.float64)[: len(rows)]
                 sums[key] = sums[key] + val if key in sums else val
@@ -179,6 +202,17 @@ def score_population(
             for key in PER_PROBE_KEYS:
                 pp[key].append(np.asarray(per[key])[: len(rows), :n_valid])
             bar.update(1)
+
+        pending = None  # one batch in flight: the next is dispatched before this one is read
+        for i in range(n_batches):
+            sl, valid = _batch_rows(i, b, p)
+            batch = put_shared((probes_x01[sl], ctrl[sl], probe_labels[sl].astype(np.int32),
+                                valid, mean_d, std_d))
+            out = step(v, *feat, ys, *batch)
+            if pending is not None:
+                collect(*pending)
+            pending = (out, valid)
+        collect(*pending)
         if m10_reference:  # second pass: needs this chunk's column sums over all probes
             col_uf, col_ctrl = put_models((
                 np.concatenate([sums["p_uf_sum"], np.repeat(sums["p_uf_sum"][-1:], k - len(rows), 0)]).astype(np.float32),
@@ -202,4 +236,5 @@ def score_population(
     if m10_reference:
         scores["M10_reference"] = score_lib.m10_reference_from_sums(sums["m10_js"])
     return ScoreOutput(scores=scores, per_probe=per_probe, control=ctrl,
-                       seconds=time.perf_counter() - t0)
+                       seconds=time.perf_counter() - t0,
+                       info={"chunks": math.ceil(m / k), "shared_feature_chunks": shared_chunks})
