@@ -7,7 +7,9 @@ model in it has early-stopped or diverged, and gathers results as NumPy arrays.
 from __future__ import annotations
 
 import math
+import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,8 +147,9 @@ def train_population(
     for c in range(n_chunks):
         rows = np.arange(c * k, min((c + 1) * k, m))
         ckpt = _chunk_path(checkpoint_dir, k, c, n_chunks, m) if checkpoint_dir else None
-        if ckpt is not None and ckpt.exists():
-            out, chunk_metrics = _load_chunk(ckpt)
+        loaded = _load_chunk(ckpt, len(rows), names) if ckpt is not None and ckpt.exists() else None
+        if loaded is not None:
+            out, chunk_metrics = loaded
             for name in names:
                 metrics[name][rows] = chunk_metrics[name]
             outs.append(out)
@@ -205,8 +208,27 @@ def _save_chunk(path: Path, out: dict, chunk_metrics: dict[str, np.ndarray]) -> 
     write_tree(path, {"out": out, "metrics": chunk_metrics})
 
 
-def _load_chunk(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    from memjax.results import read_tree
+def _load_chunk(path: Path, n_rows: int, names: tuple[str, ...]
+                ) -> tuple[dict, dict[str, np.ndarray]] | None:
+    """A finished chunk's (out, metrics), or None when the file is corrupt or incomplete.
 
-    tree = read_tree(path)
-    return tree["out"], tree["metrics"]
+    A bad checkpoint (a damaged disk, a file from another program version) is renamed to
+    `<name>.corrupt` with a warning and its chunk is trained again; it never stops a resume
+    and is never merged into the results.
+    """
+    from memjax.results import ResultsError, read_tree
+
+    try:
+        tree = read_tree(path)
+        out, chunk_metrics = tree["out"], tree["metrics"]
+        sizes = {np.shape(x)[0] for x in jax.tree.leaves(out)}
+        sizes |= {np.shape(chunk_metrics[name])[0] for name in names}
+        if sizes != {n_rows} or "variables" not in out:
+            raise ResultsError(f"{path}: holds {sorted(sizes)} models, expected {n_rows}")
+    except (ResultsError, KeyError, IndexError, TypeError) as e:
+        bad = path.with_name(path.name + ".corrupt")
+        os.replace(path, bad)
+        warnings.warn(f"chunk checkpoint {path.name} is unusable ({e}); moved to {bad.name} "
+                      "and training that chunk again", stacklevel=3)
+        return None
+    return out, chunk_metrics

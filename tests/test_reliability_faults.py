@@ -404,3 +404,41 @@ def test_sigkill_at_a_random_time_then_rerun(reference_run, tmp_path, seed):
     _same_results(ref, work)
     assert check_dir(work).ok
     print(f"killed at {at:.1f} s of {duration:.1f} s: {fired}")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "wrong-models"])
+def test_unusable_chunk_checkpoint_is_set_aside_and_retrained(small_mnist, tmp_path, damage):
+    """A damaged chunk checkpoint never stops a resume and is never merged: it is renamed
+    `.corrupt` with a warning and its chunk is trained again, to the same result."""
+    import jax
+
+    from memjax.config import PopulationConfig, StudyConfig, TrainConfig
+    from memjax.population import build_table, model_inputs
+    from memjax.trainer import make_train_data, train_population
+
+    train, val = small_mnist
+    cfg = StudyConfig(population=PopulationConfig(n_seeds=2, conditions=("uf", "baseline")))
+    inputs = model_inputs(cfg, build_table(cfg, train.labels, train.example_index), train.shape)
+    data = make_train_data(train.images, train.labels, val.images, val.labels, [0.1307], [0.3081])
+    tcfg = TrainConfig(epochs=1, early_stopping=False, batch_size=128)
+    ckpt = tmp_path / "chunks"
+
+    def run():
+        return train_population("mlp", tcfg, inputs, data, strategy="chunks", chunk_size=2,
+                                progress=False, checkpoint_dir=ckpt)
+
+    first = run()
+    files = sorted(ckpt.glob("chunk-*.npz"))
+    assert len(files) == 2
+    if damage == "truncate":
+        files[1].write_bytes(files[1].read_bytes()[:1000])
+    else:  # a readable file holding the wrong number of models
+        R.write_tree(files[1], {"out": jax.tree.map(lambda x: x[:1], R.read_tree(files[0])["out"]),
+                                "metrics": R.read_tree(files[0])["metrics"]})
+    with pytest.warns(UserWarning, match="unusable.*training that chunk again"):
+        second = run()
+    assert (ckpt / (files[1].name + ".corrupt")).exists()
+    assert files[1].exists()  # rewritten by the retrain
+    for a, b in zip(jax.tree.leaves(first.variables), jax.tree.leaves(second.variables)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(first.metrics["val_loss"], second.metrics["val_loss"])
