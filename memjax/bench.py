@@ -26,6 +26,7 @@ Shapes: M models, k models per vmapped call, N training images, V validation ima
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -715,7 +716,7 @@ def toy_rows(cfg: BenchConfig, roofline: float, log: Callable[[str], None] = pri
     rows = []
     _fresh()
     with PeakRSS() as rss:
-        fn = make_population_fn(toy)
+        fn = make_population_fn(dataclasses.replace(toy, runs_axis="vmap"))
         t = time.perf_counter()
         fn.lower(keys, data).compile()
         compile_s = time.perf_counter() - t
@@ -730,8 +731,21 @@ def toy_rows(cfg: BenchConfig, roofline: float, log: Callable[[str], None] = pri
         fn.lower(chunks[0], data).compile()
         compile_s = time.perf_counter() - t
         timing = best_of(lambda: [jax.block_until_ready(fn(c, data)) for c in chunks], 0.0)
-        rows.append(_toy_row(f"memjax chunks of {k}", cfg.toy_runs, k * len(chunks), timing.best,
-                             timing.cpu, flops_run, roofline, compile_s=round(compile_s, 2)))
+        rows.append(_toy_row(f"memjax vmap, chunks of {k}", cfg.toy_runs, k * len(chunks),
+                             timing.best, timing.cpu, flops_run, roofline,
+                             compile_s=round(compile_s, 2)))
+    # runs_axis="map" (the CPU default): lax.map of unbatched runs, in calls of toy_loop_runs.
+    _fresh()
+    fn = make_population_fn(dataclasses.replace(toy, runs_axis="map"))
+    r = min(cfg.toy_loop_runs, cfg.toy_runs)
+    chunks = [keys[i:i + r] for i in range(0, min(cfg.toy_runs, 2 * r), r)]
+    t = time.perf_counter()
+    fn.lower(chunks[0], data).compile()
+    compile_s = time.perf_counter() - t
+    timing = best_of(lambda: [jax.block_until_ready(fn(c, data)) for c in chunks], 0.0)
+    rows.append(_toy_row(f"memjax lax.map, calls of {r}", cfg.toy_runs, r * len(chunks),
+                         timing.best, timing.cpu, flops_run, roofline,
+                         compile_s=round(compile_s, 2)))
     _fresh()
     one = jax.jit(lambda key, d: train_run(key, d, toy))
     d2 = {"x": data["x"], "y": data["y"]}

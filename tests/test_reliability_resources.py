@@ -17,16 +17,19 @@ from memjax.strategy import PREFERRED_CHUNK, plan_chunk_size
 MIB = 1 << 20
 
 
-def test_auto_chunks_to_what_fits():
-    # 10 MiB per model and room for one fewer than the CPU's preferred chunk: that many fit.
+def test_auto_chunks_to_what_fits(monkeypatch):
+    # 10 MiB per model and room for one fewer than the preferred chunk: that many fit.
+    monkeypatch.setitem(PREFERRED_CHUNK, ("cpu", "mlp"), 8)
     preferred = PREFERRED_CHUNK[("cpu", "mlp")]
-    assert preferred >= 2
     k = plan_chunk_size(100, "auto", None, 10 * MIB, "mlp",
                         budget_bytes=(preferred - 1) * 10 * MIB + 5 * MIB)
     assert k == preferred - 1
     assert plan_chunk_size(100, "auto", None, 1 * MIB, "mlp", budget_bytes=10_000 * MIB) == \
         PREFERRED_CHUNK[("cpu", "mlp")]
     assert plan_chunk_size(2, "auto", None, 1 * MIB, "mlp", budget_bytes=10_000 * MIB) == 2
+    monkeypatch.undo()
+    assert plan_chunk_size(100, "auto", None, 1 * MIB, "mlp", budget_bytes=10_000 * MIB) == \
+        PREFERRED_CHUNK[("cpu", "mlp")] == 1  # measured on CPU: one model per call
 
 
 @pytest.mark.parametrize("strategy_name, chunk", [("vmap", None), ("chunks", 50)])
@@ -89,6 +92,8 @@ def test_train_stage_never_attempts_a_population_beyond_memory(monkeypatch, tmp_
 def test_auto_plan_for_the_real_model_under_a_small_budget(monkeypatch):
     """The memory estimate of the real MLP (abstract evaluation only) drives the chunking."""
     from memjax.trainer import estimate_model_bytes
+
+    monkeypatch.setitem(PREFERRED_CHUNK, ("cpu", "mlp"), 8)  # as on an accelerator: wide chunks
 
     prep = study.prepare(override(tiny(), ["data.n_train=256", "data.n_val=64"]))
     per_model = estimate_model_bytes(prep.cfg.model.name, prep.cfg.train, prep.data)

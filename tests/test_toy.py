@@ -112,8 +112,11 @@ def test_config_validation():
     with pytest.raises(ConfigError, match="chunk_size"):
         ToyConfig(chunk_size=0).validate()
     assert ToyConfig(chunk_size=10_000).runs_per_call == 500
-    assert ToyConfig().runs_per_call == 4  # tests run on a CPU: the measured CPU chunk
+    assert ToyConfig().runs_per_call == 25  # tests run on a CPU: CPU_CHUNK
     assert ToyConfig(n_runs=3).runs_per_call == 3
+    assert ToyConfig().map_runs and not ToyConfig(runs_axis="vmap").map_runs
+    with pytest.raises(ConfigError, match="runs_axis"):
+        ToyConfig(runs_axis="pmap").validate()
 
 
 # --------------------------------------------------------------------------- model
@@ -210,11 +213,14 @@ def test_population_traces_once(population):
     assert len(traces) == 1  # 2 sigmas x 3 chunks, one trace
 
 
-def test_vmapped_equals_alone(train_alone):
+@pytest.mark.parametrize("runs_axis", ["vmap", "map"])
+def test_population_equals_alone(train_alone, runs_axis):
     data = make_toy_data(POP_CFG, 0.0)
     train = {"x": jnp.asarray(data["x"]), "y": jnp.asarray(data["y"])}
     keys = run_keys(POP_CFG, 0)[:4]
-    batch = make_train_population(POP_CFG)(keys, train)
+    cfg = dataclasses.replace(POP_CFG, runs_axis=runs_axis)
+    assert cfg.map_runs == (runs_axis == "map")
+    batch = make_train_population(cfg)(keys, train)
     alone = train_alone(keys[2], train)
     # Bitwise on CPU by construction (bias inside the matmul, data broadcast to the batch; see
     # memjax.toy.model). Without it the weights differed by ~4e-3 after 100 epochs.
