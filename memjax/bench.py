@@ -645,6 +645,7 @@ def _keras_train(model_name: str, arrays: dict, epochs: int
 def train_section(model_name: str, cfg: BenchConfig, data: BenchData, roofline: float,
                   log: Callable[[str], None] = print) -> list[dict]:
     """The chunk sweep (vmap of k models), the strategy table at each M, and the baselines."""
+    from memjax.errors import ConfigError
     from memjax.models import model_family
     from memjax.strategy import available_memory_bytes, plan_chunk_size
 
@@ -659,8 +660,14 @@ def train_section(model_name: str, cfg: BenchConfig, data: BenchData, roofline: 
                                  "strategy": "vmap", "M": k, "chunk": k,
                                  "skipped": f"needs about {need_mb / 1024:.1f} GiB"}, log))
             continue
-        row = train_row(model_name, "vmap", k, k, data, roofline, min_seconds=cfg.min_seconds,
-                        end_to_end=k <= 64)
+        try:
+            row = train_row(model_name, "vmap", k, k, data, roofline,
+                            min_seconds=cfg.min_seconds, end_to_end=k <= 64)
+        except ConfigError as e:  # the planner refuses what its memory estimate says won't fit
+            rows.append(_logged({"section": "train", "model": model_name, "impl": "memjax",
+                                 "strategy": "vmap", "M": k, "chunk": k,
+                                 "skipped": f"refused by the planner: {e}"}, log))
+            continue
         per_model_mb = row["rss_delta_mb"] / k
         rows.append(_logged(row, log))
     measured = {r["M"]: r for r in rows if "skipped" not in r}
