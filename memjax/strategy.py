@@ -19,12 +19,13 @@ from memjax.errors import ConfigError
 # Preferred models per vmapped call, per (platform, model family). CPU: measured by
 # scripts/bench.py (docs/benchmarks.md): MLP one model per call (unbatched, see
 # `memjax.train.over_models`) 1.13-1.17 s per model-epoch, k=2 1.29, k=8 1.58, k=64 1.63;
-# CNN2 k=2..8 are within noise, k=16 is 15% slower. GPU/TPU: unmeasured guesses.
+# CNN2 one per call 106 s per model-epoch, k=2 111, k=4 120, k=16 142. GPU/TPU: unmeasured
+# guesses (scripts/gpu_check.sh has not run on a GPU yet).
 # On XLA:CPU a vmapped GEMM becomes a batched GEMM that runs less efficiently than one large
 # GEMM, and big stacked states fall out of cache; on GPUs small models gain from wide vmaps.
 PREFERRED_CHUNK = {
     ("cpu", "mlp"): 1,
-    ("cpu", "cnn"): 4,
+    ("cpu", "cnn"): 1,
     ("gpu", "mlp"): 1024,
     ("gpu", "cnn"): 256,
     ("tpu", "mlp"): 1024,
