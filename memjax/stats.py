@@ -188,6 +188,70 @@ def compare(
     return out
 
 
+def paired_compare(
+    uf: np.ndarray, base: np.ndarray, *, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+) -> dict[str, float]:
+    """UF models against their baseline twins for one score (pair i = uf[i], base[i]).
+
+    A UF model and its twin share every key (init, data order, placement) and differ only by
+    the feature's pixels, so their scores are strongly correlated (0.83 for M_score on the full
+    MNIST, docs/reproduction.md): the paired difference is a far tighter test than comparing
+    the two groups.
+
+    Args:
+      uf, base: [N] scores of the pairs; a pair with a non-finite value is dropped.
+    Returns:
+      n_pairs; pair_diff, pair_diff_lo, pair_diff_hi (mean of uf - base, bootstrap over pairs);
+      pair_frac_pos (share of pairs with uf > base); wilcoxon_p (one-sided Wilcoxon
+      signed-rank, UF greater; zero differences dropped, SciPy's exact/asymptotic choice).
+      NaN where there is no pair.
+    """
+    uf = np.asarray(uf, np.float64)
+    base = np.asarray(base, np.float64)
+    if uf.shape != base.shape:
+        raise ValueError(f"paired_compare: {uf.shape} UF scores against {base.shape} baselines")
+    keep = np.isfinite(uf) & np.isfinite(base)
+    d = uf[keep] - base[keep]
+    out: dict[str, float] = {"n_pairs": int(d.size)}
+    out["pair_diff"], out["pair_diff_lo"], out["pair_diff_hi"] = bootstrap_mean_ci(
+        d, n_boot=n_boot, alpha=alpha, seed=seed)
+    out["pair_frac_pos"] = float(np.mean(d > 0)) if d.size else NAN
+    if np.any(d != 0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # few pairs: SciPy warns, still answers
+            out["wilcoxon_p"] = float(sps.wilcoxon(d, alternative="greater",
+                                                   zero_method="wilcox").pvalue)
+    else:
+        out["wilcoxon_p"] = NAN
+    return out
+
+
+# Columns that identify a UF model's baseline twin (memjax.population: the twins share them).
+PAIR_KEYS = ("init_seed", "order_seed", "placement", "canary_index", "lr_mult")
+
+
+def twin_pairs(table: "pd.DataFrame", *, condition_col: str = "condition", uf: str = "uf",
+               baseline: str = "baseline", keys: tuple[str, ...] = PAIR_KEYS
+               ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Row positions (uf_rows [N], base_rows [N]) of the UF/baseline twins of a models table,
+    matched on `keys`; None when the table has no such columns or a key repeats within a
+    condition (then the pairing is ambiguous and no paired statistic is given)."""
+    keys = tuple(k for k in keys if k in table.columns)
+    if not {"init_seed", "order_seed"} <= set(keys):
+        return None
+    pos = np.arange(len(table))
+    parts = {}
+    for name in (uf, baseline):
+        sub = table.assign(_pos=pos)[(table[condition_col] == name).to_numpy()]
+        if sub.duplicated(list(keys)).any():
+            return None
+        parts[name] = sub[[*keys, "_pos"]]
+    merged = parts[uf].merge(parts[baseline], on=list(keys), suffixes=("_uf", "_base"))
+    if merged.empty:
+        return None
+    return merged["_pos_uf"].to_numpy(), merged["_pos_base"].to_numpy()
+
+
 # --------------------------------------------------------------------------------------------
 # Variance over seed factors
 
@@ -318,9 +382,11 @@ def summarise(
         `valid_col` (rows with False are left out, e.g. diverged models).
       scores: the score columns to summarise.
     Returns:
-      a DataFrame with a 'score' column and `compare`'s keys. Each score uses the same `seed`,
-      so a score's row does not depend on which other scores are listed. When a condition has
-      no rows, the UF-vs-baseline columns are NaN and the other condition's mean is still given.
+      a DataFrame with a 'score' column and `compare`'s keys, then `paired_compare`'s keys over
+      the UF/baseline twins (`twin_pairs`; NaN when the table has none). Each score uses the
+      same `seed`, so a score's row does not depend on which other scores are listed. When a
+      condition has no rows, the UF-vs-baseline columns are NaN and the other condition's mean
+      is still given.
     Raises:
       ValueError: a score or the condition column is missing from the table.
     """
@@ -333,8 +399,16 @@ def summarise(
         table = table[table[valid_col].astype(bool)]
     is_uf = (table[condition_col] == uf).to_numpy()
     is_base = (table[condition_col] == baseline).to_numpy()
+    pairs = twin_pairs(table, condition_col=condition_col, uf=uf, baseline=baseline)
+    no_pairs = paired_compare(np.zeros(0), np.zeros(0), n_boot=1)
     rows = []
     for name in scores:
         col = pd.to_numeric(table[name], errors="coerce").to_numpy(np.float64)
-        rows.append({"score": name, **compare(col[is_uf], col[is_base], n_boot=n_boot, seed=seed)})
+        row = {"score": name, **compare(col[is_uf], col[is_base], n_boot=n_boot, seed=seed)}
+        if pairs is None:
+            row.update(no_pairs)
+        else:
+            row.update(paired_compare(col[pairs[0]], col[pairs[1]], n_boot=n_boot,
+                                      seed=seed + 1))
+        rows.append(row)
     return pd.DataFrame(rows)

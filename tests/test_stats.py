@@ -150,3 +150,54 @@ def test_summarise_small_table():
     assert np.isnan(only_uf["diff"]) and np.isnan(only_uf["auc"]) and np.isnan(only_uf["mw_p"])
     with pytest.raises(ValueError, match="M9"):
         stats.summarise(table, ["M9"])
+
+
+def test_paired_compare_against_scipy_and_by_hand():
+    from memjax.stats import paired_compare
+
+    rng = np.random.default_rng(3)
+    shared = rng.normal(0, 1, 40)  # the twins' common seed effect, much larger than the UF effect
+    base = shared + rng.normal(0, 0.1, 40)
+    uf = shared + 0.08 + rng.normal(0, 0.1, 40)
+    uf[5] = np.nan  # a pair with a non-finite score is dropped
+    out = paired_compare(uf, base, n_boot=2000, seed=0)
+    d = (uf - base)[np.isfinite(uf)]
+    assert out["n_pairs"] == 39
+    assert out["pair_diff"] == pytest.approx(d.mean())
+    assert out["pair_diff_lo"] < d.mean() < out["pair_diff_hi"]
+    assert out["pair_frac_pos"] == pytest.approx(np.mean(d > 0))
+    assert out["wilcoxon_p"] == pytest.approx(sps.wilcoxon(d, alternative="greater").pvalue)
+    assert out["wilcoxon_p"] < 0.01  # the pairing finds the effect ...
+    unpaired = stats.compare(uf, base)
+    assert unpaired["mw_p"] > 0.2  # ... that the group comparison cannot see
+    with pytest.raises(ValueError):
+        paired_compare(np.zeros(3), np.zeros(4))
+    empty = paired_compare(np.zeros(0), np.zeros(0))
+    assert empty["n_pairs"] == 0 and np.isnan(empty["pair_diff"]) and np.isnan(empty["wilcoxon_p"])
+
+
+def test_twin_pairs_match_on_keys_whatever_the_row_order():
+    from memjax.stats import summarise, twin_pairs
+
+    rng = np.random.default_rng(0)
+    n = 12
+    rows = []
+    for seed in range(n):
+        common = rng.normal()
+        for cond, shift in (("uf", 0.5), ("baseline", 0.0)):
+            rows.append({"condition": cond, "init_seed": seed, "order_seed": 100 + seed,
+                         "placement": 0, "canary_index": 7, "lr_mult": 1.0,
+                         "S": common + shift, "valid": True})
+    table = pd.DataFrame(rows).sample(frac=1.0, random_state=1).reset_index(drop=True)
+    pairs = twin_pairs(table)
+    assert pairs is not None and len(pairs[0]) == n
+    np.testing.assert_array_equal(table.init_seed.to_numpy()[pairs[0]],
+                                  table.init_seed.to_numpy()[pairs[1]])
+    row = summarise(table, ["S"]).iloc[0]
+    assert row["n_pairs"] == n and row["pair_diff"] == pytest.approx(0.5)
+    assert row["pair_frac_pos"] == 1.0
+    # A key repeated within a condition makes the pairing ambiguous: no paired statistics.
+    dup = table.assign(init_seed=0, order_seed=0)
+    assert twin_pairs(dup) is None
+    assert np.isnan(summarise(dup, ["S"]).iloc[0]["pair_diff"])
+    assert twin_pairs(table.drop(columns=["order_seed"])) is None
