@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure  # the object API: no pyplot state, no backend needed
 
 from memjax.results import RunResults
-from memjax.stats import roc_curve
+from memjax.stats import roc_curve, twin_pairs
 
 DIST_SCORES = ("M2", "M_score", "PD_M", "M6")
 ROC_SCORES = ("M2", "M_score", "PD_M", "M12")
@@ -63,6 +63,38 @@ def plot_roc(results: RunResults, path: Path | None = None, scores=ROC_SCORES) -
     ax.set_xlabel("false positive rate (baseline models)")
     ax.set_ylabel("true positive rate (UF models)")
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_pairs(results: RunResults, path: Path | None = None, scores=DIST_SCORES) -> Figure | None:
+    """Per score, each UF model's value against its baseline twin's (`stats.twin_pairs`).
+
+    Twins share init, data order and placement, so seed effects put the points near the
+    diagonal; memorisation shows as points above it. None when the table has no twins.
+    """
+    df = _valid(results).reset_index(drop=True)
+    pairs = twin_pairs(df)
+    scores = [s for s in scores if s in df]
+    if pairs is None or not scores:
+        return None
+    fig = Figure(figsize=(3.2 * len(scores), 3.4))
+    axes = fig.subplots(1, len(scores), squeeze=False)
+    for ax, s in zip(axes[0], scores):
+        x = df[s].to_numpy(np.float64)[pairs[1]]
+        y = df[s].to_numpy(np.float64)[pairs[0]]
+        ok = np.isfinite(x) & np.isfinite(y)
+        ax.scatter(x[ok], y[ok], s=10, alpha=0.7, color=COLORS["uf"])
+        if ok.any():
+            lo, hi = float(min(x[ok].min(), y[ok].min())), float(max(x[ok].max(), y[ok].max()))
+            ax.plot([lo, hi], [lo, hi], color="grey", lw=0.5, ls="--")
+            above = float(np.mean(y[ok] > x[ok]))
+            ax.set_title(f"{s}: {above:.0%} of {int(ok.sum())} above")
+        else:
+            ax.set_title(s)
+        ax.set_xlabel("baseline twin")
+        ax.set_ylabel("UF model")
+    fig.suptitle(f"{results.config['config']['name']}: UF model against its baseline twin")
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -148,7 +180,8 @@ def figures(results: RunResults, outdir: str | Path) -> list[Path]:
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     made = []
-    for name, fn in (("scores.png", plot_distributions), ("roc.png", plot_roc),
+    for name, fn in (("scores.png", plot_distributions), ("pairs.png", plot_pairs),
+                     ("roc.png", plot_roc),
                      ("examples.png", plot_examples), ("training.png", plot_training),
                      ("trajectories.png", plot_trajectories)):
         if fn(results, outdir / name) is not None:

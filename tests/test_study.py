@@ -23,7 +23,8 @@ def tiny_run(tmp_path_factory):
 def test_run_directory_holds_every_documented_file(tiny_run):
     d = tiny_run.path
     for name in (R.CONFIG, R.POPULATION, R.EPOCHS, R.MODELS_CSV, R.MODELS_PARQUET, R.SUMMARY,
-                 R.ARRAYS, R.REPORT, R.MANIFEST, "figures/scores.png", "figures/roc.png",
+                 R.ARRAYS, R.REPORT, R.MANIFEST, "figures/scores.png", "figures/pairs.png",
+                 "figures/roc.png",
                  "figures/examples.png", "figures/training.png"):
         assert (d / name).is_file(), name
     manifest = json.loads((d / R.MANIFEST).read_text())
