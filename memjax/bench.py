@@ -750,7 +750,8 @@ def toy_rows(cfg: BenchConfig, roofline: float, log: Callable[[str], None] = pri
     fn.lower(chunks[0], data).compile()
     compile_s = time.perf_counter() - t
     timing = best_of(lambda: [jax.block_until_ready(fn(c, data)) for c in chunks], 0.0)
-    rows.append(_toy_row(f"memjax lax.map, calls of {r}", cfg.toy_runs, r * len(chunks),
+    rows.append(_toy_row(f"memjax lax.map, calls of {r}", cfg.toy_runs,
+                         sum(len(c) for c in chunks),
                          timing.best, timing.cpu, flops_run, roofline,
                          compile_s=round(compile_s, 2)))
     _fresh()

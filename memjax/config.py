@@ -264,8 +264,6 @@ def _field_type(cls: type, f: dataclasses.Field) -> Any:
 
 def _coerce(cls: type, f: dataclasses.Field, value: Any) -> Any:
     """Converts JSON values to the field's declared type (tuples, nested dataclasses)."""
-    import typing
-
     tp = _field_type(cls, f)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value)

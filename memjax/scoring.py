@@ -158,6 +158,8 @@ def score_population(
     """
     t0 = time.perf_counter()
     p = probes_x01.shape[0]
+    if p == 0:
+        raise ValueError("score_population: no probe images")
     image_shape = tuple(probes_x01.shape[1:])
     ctrl = control_bitmaps(p, feature_bitmap(feature).shape, control_seed)
     fn, fn_shared, m10_fn = _batch_fn(program, feature, image_shape, standardise, clip,
@@ -177,11 +179,13 @@ def score_population(
     per_probe_all: list[dict] = []
     bar = tqdm(total=math.ceil(m / k) * n_batches, desc=f"score x{m}", unit="batch",
                disable=not progress, leave=False)
+    feature_mask = np.asarray(inputs.feature_mask)  # [M, H, W, K], once (host)
+    feature_value = np.asarray(inputs.feature_value)
     for c in range(math.ceil(m / k)):
         rows = np.arange(c * k, min((c + 1) * k, m))
         padded = np.concatenate([rows, np.full(k - len(rows), rows[-1])])
-        fm_host = np.asarray(inputs.feature_mask)[padded]
-        fv_host = np.asarray(inputs.feature_value)[padded]
+        fm_host = feature_mask[padded]
+        fv_host = feature_value[padded]
         v, fm, fv, ys = put_models((
             jax.tree.map(lambda x: np.asarray(x)[padded], variables), fm_host, fv_host,
             np.asarray(y_star)[padded].astype(np.int32)))

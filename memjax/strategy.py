@@ -84,9 +84,32 @@ def jaxpr_bytes(jaxpr) -> int:
     return int(total)
 
 
-def forward_bytes(model, variables, batch: jax.ShapeDtypeStruct) -> int:
-    """`jaxpr_bytes` of one eval-mode forward pass of `batch` (abstract: traces, compiles nothing)."""
+def largest_bytes(jaxpr) -> int:
+    """Bytes of the largest single intermediate of a jaxpr (nested jaxprs included)."""
+    best = 0
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            shape = getattr(v.aval, "shape", None)
+            if shape is not None:
+                best = max(best, math.prod(shape) * np.dtype(v.aval.dtype).itemsize)
+        for p in eqn.params.values():
+            inner = getattr(p, "jaxpr", p)
+            if hasattr(inner, "eqns"):
+                best = max(best, largest_bytes(inner))
+    return int(best)
+
+
+def forward_bytes(model, variables, batch: jax.ShapeDtypeStruct, measure: str = "sum") -> int:
+    """Bytes of one eval-mode forward pass of `batch` (abstract: traces, compiles nothing).
+
+    measure "sum": `jaxpr_bytes`, the activations a training step keeps for its backward pass;
+    "peak": 2 x `largest_bytes` (the largest buffer, e.g. a convolution's im2col patches, and
+    its neighbours, each smaller), the live set of an inference-only pass such as validation,
+    which frees as it goes.
+    """
     closed = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, batch)
+    if measure == "peak":
+        return 2 * largest_bytes(closed.jaxpr)
     return jaxpr_bytes(closed.jaxpr)
 
 
@@ -95,9 +118,10 @@ def per_model_bytes(state_bytes: int, activation_bytes: int, per_example_grad_by
     """Estimated device bytes of one model in a population program.
 
     The training state (parameters, optimiser moments, early-stopping copies) times
-    STATE_FACTOR for gradients and optimiser temporaries, ACTIVATION_FACTOR x the forward
-    intermediates of one batch (`forward_bytes`), and under DP-SGD the batch's per-example
-    gradients.
+    STATE_FACTOR for gradients and optimiser temporaries, ACTIVATION_FACTOR x the larger
+    activation need of the epoch (a training batch's forward intermediates, or the peak of a
+    validation or trajectory batch: `forward_bytes`), and under DP-SGD the batch's
+    per-example gradients.
     """
     return int(state_bytes * STATE_FACTOR + ACTIVATION_FACTOR * activation_bytes
                + per_example_grad_bytes)

@@ -222,8 +222,8 @@ def train_stage(cfg: StudyConfig, workdir: str | Path, *, progress: bool = True,
     summary = population_summary(result)
     R.write_table(workdir / R.EPOCHS, epochs_table(prep.table, result.metrics))
     R.save_population(workdir / R.POPULATION, result.variables, summary)  # marks training done
-    for done in chunks.glob("chunk-*.npz"):  # population.npz now holds them all
-        done.unlink()
+    for done in [*chunks.glob("chunk-*.npz"), *chunks.glob("chunk-*.npz.corrupt")]:
+        done.unlink()  # population.npz now holds them all (set-aside files were warned about)
     if chunks.is_dir() and not any(chunks.iterdir()):
         chunks.rmdir()
     return result

@@ -74,10 +74,9 @@ def make_train_data(x_train, y_train, x_val, y_val, mean, std, trajectory=None) 
     )
 
 
-def estimate_model_bytes(model_name: str, cfg: TrainConfig, data: TrainData) -> int:
-    """Device bytes of one model in the population program (abstract evaluation only)."""
-    program = make_program(model_name, cfg)
-    one = ModelInputs(
+def _one_model_inputs(data: TrainData) -> ModelInputs:
+    """Abstract inputs [1] of one model (ShapeDtypeStructs, for `jax.eval_shape`)."""
+    return ModelInputs(
         init_key=jax.ShapeDtypeStruct((1, 2), jnp.uint32),
         order_key=jax.ShapeDtypeStruct((1, 2), jnp.uint32),
         noise_key=jax.ShapeDtypeStruct((1, 2), jnp.uint32),
@@ -87,13 +86,34 @@ def estimate_model_bytes(model_name: str, cfg: TrainConfig, data: TrainData) -> 
         feature_mask=jax.ShapeDtypeStruct((1,) + data.x_train.shape[1:], jnp.bool_),
         feature_value=jax.ShapeDtypeStruct((1,) + data.x_train.shape[1:], jnp.float32),
     )
-    state = jax.eval_shape(program.init, one, data)
+
+
+def estimate_model_bytes(model_name: str, cfg: TrainConfig, data: TrainData) -> int:
+    """Device bytes of one model in the population program (abstract evaluation only).
+
+    Counts the state, the larger of a training batch's activations and the peak of a
+    validation batch (`train.EVAL_BATCH` images) or of the trajectory probes (x3 variants), and
+    DP-SGD's per-example gradients (`memjax.strategy.per_model_bytes`).
+    """
+    from memjax.train import EVAL_BATCH
+
+    program = make_program(model_name, cfg)
+    state = jax.eval_shape(program.init, _one_model_inputs(data), data)
     variables = {"params": state.params}
     if program.has_batch_stats:
         variables["batch_stats"] = state.batch_stats
     variables = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), variables)
-    batch = jax.ShapeDtypeStruct((cfg.batch_size,) + data.x_train.shape[1:], jnp.float32)
+    shape = data.x_train.shape[1:]
+    batch = jax.ShapeDtypeStruct((cfg.batch_size,) + shape, jnp.float32)
     activations = forward_bytes(program.model, variables, batch)
+    n_val = min(EVAL_BATCH, data.x_val.shape[0])
+    activations = max(activations, forward_bytes(
+        program.model, variables, jax.ShapeDtypeStruct((n_val,) + shape, jnp.float32), "peak"))
+    if data.trajectory is not None:
+        n_traj = data.trajectory.x01.shape[0]
+        activations = max(activations, 3 * forward_bytes(
+            program.model, variables, jax.ShapeDtypeStruct((n_traj,) + shape, jnp.float32),
+            "peak"))
     dp = cfg.batch_size * tree_bytes(state.params) if cfg.dp else 0
     return per_model_bytes(tree_bytes(state), activations, dp)
 
@@ -139,6 +159,7 @@ def train_population(
     e_max = cfg.epochs
     names = METRICS + (TRAJECTORY_METRICS if data.trajectory is not None else ())
     metrics = {name: np.full((m, e_max), np.nan, np.float32) for name in names}
+    expected = (_expected_chunk(program, data) if checkpoint_dir is not None else None)
     outs: list[dict] = []
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -147,7 +168,8 @@ def train_population(
     for c in range(n_chunks):
         rows = np.arange(c * k, min((c + 1) * k, m))
         ckpt = _chunk_path(checkpoint_dir, k, c, n_chunks, m) if checkpoint_dir else None
-        loaded = _load_chunk(ckpt, len(rows), names) if ckpt is not None and ckpt.exists() else None
+        loaded = (_load_chunk(ckpt, len(rows), e_max, names, expected)
+                  if ckpt is not None and ckpt.exists() else None)
         if loaded is not None:
             out, chunk_metrics = loaded
             for name in names:
@@ -208,7 +230,45 @@ def _save_chunk(path: Path, out: dict, chunk_metrics: dict[str, np.ndarray]) -> 
     write_tree(path, {"out": out, "metrics": chunk_metrics})
 
 
-def _load_chunk(path: Path, n_rows: int, names: tuple[str, ...]
+SUMMARY_KEYS = ("epochs_trained", "best_epoch", "stopped", "diverged", "diverged_epoch")
+
+
+def _expected_chunk(program, data: TrainData) -> dict[str, tuple]:
+    """"variables/..." path -> (per-model shape, dtype) of a chunk checkpoint's weights."""
+    from flax import traverse_util
+
+    state = jax.eval_shape(program.init, _one_model_inputs(data), data)
+    variables = jax.eval_shape(program.final, state)
+    flat = traverse_util.flatten_dict({"variables": variables}, sep="/")
+    return {k: (tuple(v.shape[1:]), np.dtype(v.dtype)) for k, v in flat.items()}
+
+
+def _check_chunk(out: dict, chunk_metrics: dict, n_rows: int, n_epochs: int,
+                 names: tuple[str, ...], expected: dict[str, tuple] | None) -> None:
+    """Raises ValueError unless a loaded chunk has this run's models, epochs and weights."""
+    from flax import traverse_util
+
+    for key in SUMMARY_KEYS:
+        if np.shape(out.get(key)) != (n_rows,):
+            raise ValueError(f"{key} has shape {np.shape(out.get(key))}, expected ({n_rows},)")
+    for name in names:
+        if np.shape(chunk_metrics.get(name)) != (n_rows, n_epochs):
+            raise ValueError(f"metric {name} has shape {np.shape(chunk_metrics.get(name))}, "
+                             f"expected ({n_rows}, {n_epochs})")
+    flat = traverse_util.flatten_dict({"variables": out.get("variables") or {}}, sep="/")
+    if expected is None:  # no model to compare with: only the models axis is checked
+        expected = {k: (np.shape(v)[1:], None) for k, v in flat.items()}
+    if set(flat) != set(expected) or not flat:
+        raise ValueError(f"weights {sorted(flat)[:3]}... do not match this model's "
+                         f"{sorted(expected)[:3]}...")
+    for k, (shape, dtype) in expected.items():
+        v = np.asarray(flat[k])
+        if v.shape != (n_rows,) + shape or (dtype is not None and v.dtype != dtype):
+            raise ValueError(f"{k} is {v.dtype}{list(v.shape)}, expected {dtype}{[n_rows, *shape]}")
+
+
+def _load_chunk(path: Path, n_rows: int, n_epochs: int, names: tuple[str, ...],
+                expected: dict[str, tuple] | None = None
                 ) -> tuple[dict, dict[str, np.ndarray]] | None:
     """A finished chunk's (out, metrics), or None when the file is corrupt or incomplete.
 
@@ -220,12 +280,9 @@ def _load_chunk(path: Path, n_rows: int, names: tuple[str, ...]
 
     try:
         tree = read_tree(path)
-        out, chunk_metrics = tree["out"], tree["metrics"]
-        sizes = {np.shape(x)[0] for x in jax.tree.leaves(out)}
-        sizes |= {np.shape(chunk_metrics[name])[0] for name in names}
-        if sizes != {n_rows} or "variables" not in out:
-            raise ResultsError(f"{path}: holds {sorted(sizes)} models, expected {n_rows}")
-    except (ResultsError, KeyError, IndexError, TypeError) as e:
+        out, chunk_metrics = tree.get("out", {}), tree.get("metrics", {})
+        _check_chunk(out, chunk_metrics, n_rows, n_epochs, names, expected)
+    except (ResultsError, KeyError, IndexError, TypeError, ValueError) as e:
         bad = path.with_name(path.name + ".corrupt")
         os.replace(path, bad)
         warnings.warn(f"chunk checkpoint {path.name} is unusable ({e}); moved to {bad.name} "

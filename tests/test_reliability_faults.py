@@ -406,7 +406,7 @@ def test_sigkill_at_a_random_time_then_rerun(reference_run, tmp_path, seed):
     print(f"killed at {at:.1f} s of {duration:.1f} s: {fired}")
 
 
-@pytest.mark.parametrize("damage", ["truncate", "wrong-models"])
+@pytest.mark.parametrize("damage", ["truncate", "wrong-models", "wrong-epochs", "other-weights"])
 def test_unusable_chunk_checkpoint_is_set_aside_and_retrained(small_mnist, tmp_path, damage):
     """A damaged chunk checkpoint never stops a resume and is never merged: it is renamed
     `.corrupt` with a warning and its chunk is trained again, to the same result."""
@@ -430,11 +430,19 @@ def test_unusable_chunk_checkpoint_is_set_aside_and_retrained(small_mnist, tmp_p
     first = run()
     files = sorted(ckpt.glob("chunk-*.npz"))
     assert len(files) == 2
+    good = R.read_tree(files[0])
     if damage == "truncate":
         files[1].write_bytes(files[1].read_bytes()[:1000])
-    else:  # a readable file holding the wrong number of models
-        R.write_tree(files[1], {"out": jax.tree.map(lambda x: x[:1], R.read_tree(files[0])["out"]),
-                                "metrics": R.read_tree(files[0])["metrics"]})
+    elif damage == "wrong-models":  # a readable file holding the wrong number of models
+        R.write_tree(files[1], {"out": jax.tree.map(lambda x: x[:1], good["out"]),
+                                "metrics": good["metrics"]})
+    elif damage == "wrong-epochs":  # metrics of a run with another epoch count
+        R.write_tree(files[1], {"out": good["out"], "metrics": jax.tree.map(
+            lambda x: np.concatenate([x, x], axis=1), good["metrics"])})
+    else:  # weights of another architecture (a file from another program version)
+        out = dict(good["out"])
+        out["variables"] = jax.tree.map(lambda x: x[..., :3], good["out"]["variables"])
+        R.write_tree(files[1], {"out": out, "metrics": good["metrics"]})
     with pytest.warns(UserWarning, match="unusable.*training that chunk again"):
         second = run()
     assert (ckpt / (files[1].name + ".corrupt")).exists()

@@ -112,7 +112,8 @@ def test_config_validation():
     with pytest.raises(ConfigError, match="chunk_size"):
         ToyConfig(chunk_size=0).validate()
     assert ToyConfig(chunk_size=10_000).runs_per_call == 500
-    assert ToyConfig().runs_per_call == 25  # tests run on a CPU: CPU_CHUNK
+    assert ToyConfig().runs_per_call == 25  # tests run on a CPU: 500 runs in 20 calls of 25
+    assert ToyConfig(n_runs=26).runs_per_call == 13  # equal chunks, little padding
     assert ToyConfig(n_runs=3).runs_per_call == 3
     assert ToyConfig().map_runs and not ToyConfig(runs_axis="vmap").map_runs
     with pytest.raises(ConfigError, match="runs_axis"):
