@@ -75,3 +75,12 @@ def test_two_shard_workers_give_the_same_combined_table(uninterrupted, tmp_path)
         assert p.returncode == 0, err
     pd.testing.assert_frame_equal(_stable(pd.read_csv(out / sweep.COMBINED_MODELS)),
                                   _stable(pd.read_csv(uninterrupted / sweep.COMBINED_MODELS)))
+
+
+@pytest.mark.parametrize("name", sweep.shipped_specs())
+def test_every_shipped_spec_expands_to_valid_studies(name):
+    studies = sweep.expand(sweep.load_spec(name))  # validates every study's config
+    assert studies and len({s.name for s in studies}) == len(studies)
+    if name == "regularisation-memorised":
+        assert all(s.config.population.canary.indices == (28030,) for s in studies)
+        assert all(s.config.population.n_seeds == 64 for s in studies)
