@@ -731,29 +731,25 @@ def toy_rows(cfg: BenchConfig, roofline: float, log: Callable[[str], None] = pri
     rows.append(_toy_row("memjax vmap", cfg.toy_runs, cfg.toy_runs, timing.best, timing.cpu,
                          flops_run, roofline, compile_s=round(compile_s, 2),
                          repeats=timing.repeats, peak_rss_mb=rss.peak_mb))
-    k = cfg.toy_chunk
-    if k < cfg.toy_runs:  # ToyConfig.chunk_size = k: the same program on chunks of k runs
-        chunks = [keys[i:i + k] for i in range(0, min(cfg.toy_runs, 8 * k), k)]
+
+    def chunked_row(impl: str, fn: Callable, size: int, n_calls: int) -> dict:
+        """`fn` compiled for calls of `size` runs, timed on up to `n_calls` calls."""
+        chunks = [keys[i:i + size] for i in range(0, min(cfg.toy_runs, n_calls * size), size)]
         t = time.perf_counter()
         fn.lower(chunks[0], data).compile()
         compile_s = time.perf_counter() - t
         timing = best_of(lambda: [jax.block_until_ready(fn(c, data)) for c in chunks], 0.0)
-        rows.append(_toy_row(f"memjax vmap, chunks of {k}", cfg.toy_runs, k * len(chunks),
-                             timing.best, timing.cpu, flops_run, roofline,
-                             compile_s=round(compile_s, 2)))
+        return _toy_row(impl, cfg.toy_runs, sum(len(c) for c in chunks), timing.best,
+                        timing.cpu, flops_run, roofline, compile_s=round(compile_s, 2))
+
+    k = cfg.toy_chunk
+    if k < cfg.toy_runs:  # ToyConfig.chunk_size = k: the same program on chunks of k runs
+        rows.append(chunked_row(f"memjax vmap, chunks of {k}", fn, k, 8))
     # runs_axis="map" (the CPU default): lax.map of unbatched runs, in calls of toy_loop_runs.
     _fresh()
-    fn = make_population_fn(dataclasses.replace(toy, runs_axis="map"))
     r = min(cfg.toy_loop_runs, cfg.toy_runs)
-    chunks = [keys[i:i + r] for i in range(0, min(cfg.toy_runs, 2 * r), r)]
-    t = time.perf_counter()
-    fn.lower(chunks[0], data).compile()
-    compile_s = time.perf_counter() - t
-    timing = best_of(lambda: [jax.block_until_ready(fn(c, data)) for c in chunks], 0.0)
-    rows.append(_toy_row(f"memjax lax.map, calls of {r}", cfg.toy_runs,
-                         sum(len(c) for c in chunks),
-                         timing.best, timing.cpu, flops_run, roofline,
-                         compile_s=round(compile_s, 2)))
+    rows.append(chunked_row(f"memjax lax.map, calls of {r}",
+                            make_population_fn(dataclasses.replace(toy, runs_axis="map")), r, 2))
     _fresh()
     one = jax.jit(lambda key, d: train_run(key, d, toy))
     d2 = {"x": data["x"], "y": data["y"]}

@@ -59,17 +59,27 @@ def _batch_fn(program: Program, feature: FeatureConfig, image_shape: tuple, stan
     def norm(x, mean, std):
         return (x - mean) / std if standardise else x
 
-    def one_model(variables, feat_mask, feat_value, y_star, x01, x_ctrl01, logits_clean, labels,
-                  valid, mean, std):
+    def with_controls(x01, ctrl):
+        """The batch with each probe's control patch (x^R) [B, H, W, K]."""
+        c_mask, c_value = render(ctrl, image_shape, offset, scale, transparent, xp=jnp)
+        return insert(x01, c_mask, c_value, xp=jnp)
+
+    def uf_ctrl_logits(variables, feat_mask, feat_value, x01, x_ctrl01, mean, std):
+        """One model's logits on x^U (its own feature) and on x^R."""
         x_uf = insert(x01, feat_mask, feat_value, xp=jnp)
         logits_uf = program.model.apply(variables, norm(x_uf, mean, std), train=False)
         logits_ctrl = program.model.apply(variables, norm(x_ctrl01, mean, std), train=False)
+        return logits_uf, logits_ctrl
+
+    def one_model(variables, feat_mask, feat_value, y_star, x01, x_ctrl01, logits_clean, labels,
+                  valid, mean, std):
+        logits_uf, logits_ctrl = uf_ctrl_logits(variables, feat_mask, feat_value, x01, x_ctrl01,
+                                                mean, std)
         return score_lib.batch_terms(logits_clean, logits_uf, logits_ctrl, y_star, labels, valid,
                                      clip=clip, num_classes=num_classes)
 
     def batch(variables, feat_mask, feat_value, y_star, x01, ctrl, labels, valid, mean, std):
-        c_mask, c_value = render(ctrl, image_shape, offset, scale, transparent, xp=jnp)
-        x_ctrl01 = insert(x01, c_mask, c_value, xp=jnp)
+        x_ctrl01 = with_controls(x01, ctrl)
         logits_clean = program.predict(variables, norm(x01, mean, std))  # [k, B, C]
         return jax.vmap(one_model, in_axes=(0, 0, 0, 0, None, None, 0, None, None, None, None))(
             variables, feat_mask, feat_value, y_star, x01, x_ctrl01, logits_clean, labels, valid,
@@ -80,8 +90,7 @@ def _batch_fn(program: Program, feature: FeatureConfig, image_shape: tuple, stan
         """As `batch` when every model of the chunk has the same feature (feat_mask and
         feat_value [H, W, K], not [k, ...]): all three variants are then shared inputs, and XLA
         runs each first layer as one GEMM over the chunk's concatenated weights."""
-        c_mask, c_value = render(ctrl, image_shape, offset, scale, transparent, xp=jnp)
-        x_ctrl01 = insert(x01, c_mask, c_value, xp=jnp)
+        x_ctrl01 = with_controls(x01, ctrl)
         x_uf01 = insert(x01, feat_mask, feat_value, xp=jnp)
         logits = [program.predict(variables, norm(x, mean, std))  # [k, B, C] each
                   for x in (x01, x_uf01, x_ctrl01)]
@@ -92,14 +101,12 @@ def _batch_fn(program: Program, feature: FeatureConfig, image_shape: tuple, stan
 
     def m10_one(variables, feat_mask, feat_value, x01, x_ctrl01, valid, mean, std, col_uf,
                 col_ctrl):
-        x_uf = insert(x01, feat_mask, feat_value, xp=jnp)
-        logits_uf = program.model.apply(variables, norm(x_uf, mean, std), train=False)
-        logits_ctrl = program.model.apply(variables, norm(x_ctrl01, mean, std), train=False)
+        logits_uf, logits_ctrl = uf_ctrl_logits(variables, feat_mask, feat_value, x01, x_ctrl01,
+                                                mean, std)
         return score_lib.m10_reference_terms(logits_uf, logits_ctrl, col_uf, col_ctrl, valid)
 
     def m10_batch(variables, feat_mask, feat_value, x01, ctrl, valid, mean, std, col_uf, col_ctrl):
-        c_mask, c_value = render(ctrl, image_shape, offset, scale, transparent, xp=jnp)
-        x_ctrl01 = insert(x01, c_mask, c_value, xp=jnp)
+        x_ctrl01 = with_controls(x01, ctrl)
         return jax.vmap(m10_one, in_axes=(0, 0, 0, None, None, None, None, None, 0, 0))(
             variables, feat_mask, feat_value, x01, x_ctrl01, valid, mean, std, col_uf, col_ctrl)
 
@@ -218,9 +225,9 @@ def score_population(
             pending = (out, valid)
         collect(*pending)
         if m10_reference:  # second pass: needs this chunk's column sums over all probes
-            col_uf, col_ctrl = put_models((
-                np.concatenate([sums["p_uf_sum"], np.repeat(sums["p_uf_sum"][-1:], k - len(rows), 0)]).astype(np.float32),
-                np.concatenate([sums["p_ctrl_sum"], np.repeat(sums["p_ctrl_sum"][-1:], k - len(rows), 0)]).astype(np.float32)))
+            in_chunk = np.minimum(np.arange(k), len(rows) - 1)  # padding repeats the last model
+            col_uf, col_ctrl = put_models(tuple(sums[key][in_chunk].astype(np.float32)
+                                                for key in ("p_uf_sum", "p_ctrl_sum")))
             js = np.zeros((len(rows), num_classes))
             for i in range(n_batches):
                 sl, valid = _batch_rows(i, b, p)

@@ -239,10 +239,10 @@ def twin_pairs(table: "pd.DataFrame", *, condition_col: str = "condition", uf: s
     keys = tuple(k for k in keys if k in table.columns)
     if not {"init_seed", "order_seed"} <= set(keys):
         return None
-    pos = np.arange(len(table))
+    indexed = table.assign(_pos=np.arange(len(table)))
     parts = {}
     for name in (uf, baseline):
-        sub = table.assign(_pos=pos)[(table[condition_col] == name).to_numpy()]
+        sub = indexed[(table[condition_col] == name).to_numpy()]
         if sub.duplicated(list(keys)).any():
             return None
         parts[name] = sub[[*keys, "_pos"]]

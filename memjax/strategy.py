@@ -63,6 +63,19 @@ def tree_bytes(tree) -> int:
     return int(sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
 
 
+def _intermediate_bytes(jaxpr):
+    """Yields the bytes of every intermediate value of a jaxpr, nested jaxprs included."""
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            shape = getattr(v.aval, "shape", None)
+            if shape is not None:
+                yield math.prod(shape) * np.dtype(v.aval.dtype).itemsize
+        for p in eqn.params.values():
+            inner = getattr(p, "jaxpr", p)  # ClosedJaxpr -> Jaxpr
+            if hasattr(inner, "eqns"):
+                yield from _intermediate_bytes(inner)
+
+
 def jaxpr_bytes(jaxpr) -> int:
     """Bytes of every intermediate value of a jaxpr (nested jaxprs included).
 
@@ -71,32 +84,12 @@ def jaxpr_bytes(jaxpr) -> int:
     model, docs/benchmarks.md), but the big buffers (im2col patches, layer outputs) that the
     backward pass keeps are all counted.
     """
-    total = 0
-    for eqn in jaxpr.eqns:
-        for v in eqn.outvars:
-            shape = getattr(v.aval, "shape", None)
-            if shape is not None:
-                total += math.prod(shape) * np.dtype(v.aval.dtype).itemsize
-        for p in eqn.params.values():
-            inner = getattr(p, "jaxpr", p)  # ClosedJaxpr -> Jaxpr
-            if hasattr(inner, "eqns"):
-                total += jaxpr_bytes(inner)
-    return int(total)
+    return int(sum(_intermediate_bytes(jaxpr)))
 
 
 def largest_bytes(jaxpr) -> int:
     """Bytes of the largest single intermediate of a jaxpr (nested jaxprs included)."""
-    best = 0
-    for eqn in jaxpr.eqns:
-        for v in eqn.outvars:
-            shape = getattr(v.aval, "shape", None)
-            if shape is not None:
-                best = max(best, math.prod(shape) * np.dtype(v.aval.dtype).itemsize)
-        for p in eqn.params.values():
-            inner = getattr(p, "jaxpr", p)
-            if hasattr(inner, "eqns"):
-                best = max(best, largest_bytes(inner))
-    return int(best)
+    return int(max(_intermediate_bytes(jaxpr), default=0))
 
 
 def forward_bytes(model, variables, batch: jax.ShapeDtypeStruct, measure: str = "sum") -> int:

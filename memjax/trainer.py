@@ -88,6 +88,14 @@ def _one_model_inputs(data: TrainData) -> ModelInputs:
     )
 
 
+def _abstract_model(program, data: TrainData) -> tuple[Any, dict]:
+    """One model's training state [1, ...] and final variables [...] (no models axis), as
+    ShapeDtypeStructs from `jax.eval_shape` (traces, compiles nothing)."""
+    state = jax.eval_shape(program.init, _one_model_inputs(data), data)
+    variables = jax.eval_shape(program.final, state)
+    return state, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), variables)
+
+
 def estimate_model_bytes(model_name: str, cfg: TrainConfig, data: TrainData) -> int:
     """Device bytes of one model in the population program (abstract evaluation only).
 
@@ -98,11 +106,7 @@ def estimate_model_bytes(model_name: str, cfg: TrainConfig, data: TrainData) -> 
     from memjax.train import EVAL_BATCH
 
     program = make_program(model_name, cfg)
-    state = jax.eval_shape(program.init, _one_model_inputs(data), data)
-    variables = {"params": state.params}
-    if program.has_batch_stats:
-        variables["batch_stats"] = state.batch_stats
-    variables = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), variables)
+    state, variables = _abstract_model(program, data)
     shape = data.x_train.shape[1:]
     batch = jax.ShapeDtypeStruct((cfg.batch_size,) + shape, jnp.float32)
     activations = forward_bytes(program.model, variables, batch)
@@ -159,7 +163,7 @@ def train_population(
     e_max = cfg.epochs
     names = METRICS + (TRAJECTORY_METRICS if data.trajectory is not None else ())
     metrics = {name: np.full((m, e_max), np.nan, np.float32) for name in names}
-    expected = (_expected_chunk(program, data) if checkpoint_dir is not None else None)
+    expected: dict[str, tuple] = {}  # a checkpoint's weight shapes, filled when one is found
     outs: list[dict] = []
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -168,8 +172,10 @@ def train_population(
     for c in range(n_chunks):
         rows = np.arange(c * k, min((c + 1) * k, m))
         ckpt = _chunk_path(checkpoint_dir, k, c, n_chunks, m) if checkpoint_dir else None
-        loaded = (_load_chunk(ckpt, len(rows), e_max, names, expected)
-                  if ckpt is not None and ckpt.exists() else None)
+        loaded = None
+        if ckpt is not None and ckpt.exists():
+            expected = expected or _expected_chunk(program, data)
+            loaded = _load_chunk(ckpt, len(rows), e_max, names, expected)
         if loaded is not None:
             out, chunk_metrics = loaded
             for name in names:
@@ -237,14 +243,13 @@ def _expected_chunk(program, data: TrainData) -> dict[str, tuple]:
     """"variables/..." path -> (per-model shape, dtype) of a chunk checkpoint's weights."""
     from flax import traverse_util
 
-    state = jax.eval_shape(program.init, _one_model_inputs(data), data)
-    variables = jax.eval_shape(program.final, state)
+    _, variables = _abstract_model(program, data)
     flat = traverse_util.flatten_dict({"variables": variables}, sep="/")
-    return {k: (tuple(v.shape[1:]), np.dtype(v.dtype)) for k, v in flat.items()}
+    return {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in flat.items()}
 
 
 def _check_chunk(out: dict, chunk_metrics: dict, n_rows: int, n_epochs: int,
-                 names: tuple[str, ...], expected: dict[str, tuple] | None) -> None:
+                 names: tuple[str, ...], expected: dict[str, tuple]) -> None:
     """Raises ValueError unless a loaded chunk has this run's models, epochs and weights."""
     from flax import traverse_util
 
@@ -256,20 +261,17 @@ def _check_chunk(out: dict, chunk_metrics: dict, n_rows: int, n_epochs: int,
             raise ValueError(f"metric {name} has shape {np.shape(chunk_metrics.get(name))}, "
                              f"expected ({n_rows}, {n_epochs})")
     flat = traverse_util.flatten_dict({"variables": out.get("variables") or {}}, sep="/")
-    if expected is None:  # no model to compare with: only the models axis is checked
-        expected = {k: (np.shape(v)[1:], None) for k, v in flat.items()}
     if set(flat) != set(expected) or not flat:
         raise ValueError(f"weights {sorted(flat)[:3]}... do not match this model's "
                          f"{sorted(expected)[:3]}...")
     for k, (shape, dtype) in expected.items():
         v = np.asarray(flat[k])
-        if v.shape != (n_rows,) + shape or (dtype is not None and v.dtype != dtype):
+        if v.shape != (n_rows,) + shape or v.dtype != dtype:
             raise ValueError(f"{k} is {v.dtype}{list(v.shape)}, expected {dtype}{[n_rows, *shape]}")
 
 
 def _load_chunk(path: Path, n_rows: int, n_epochs: int, names: tuple[str, ...],
-                expected: dict[str, tuple] | None = None
-                ) -> tuple[dict, dict[str, np.ndarray]] | None:
+                expected: dict[str, tuple]) -> tuple[dict, dict[str, np.ndarray]] | None:
     """A finished chunk's (out, metrics), or None when the file is corrupt or incomplete.
 
     A bad checkpoint (a damaged disk, a file from another program version) is renamed to
