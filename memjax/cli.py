@@ -215,7 +215,11 @@ def main(argv: list[str] | None = None) -> int:
             result = study.train_stage(cfg, workdir, progress=not args.no_progress)
             if getattr(args, "distributed", False) and args.process_id:
                 return 0
-            print(f"trained {result.n_models} models in {result.timings['total']:.1f} s -> {workdir}")
+            nets = int(result.timings.get("networks_trained", result.n_models))
+            shared = f" ({nets} networks: baselines shared across placements)" \
+                if nets < result.n_models else ""
+            print(f"trained {result.n_models} models{shared} in {result.timings['total']:.1f} s"
+                  f" -> {workdir}")
             return 0
         results = study.run_study(cfg, workdir, progress=not args.no_progress)
         if getattr(args, "distributed", False):  # leave together: process 0 writes longest

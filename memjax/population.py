@@ -78,6 +78,38 @@ def build_table(cfg: StudyConfig, train_labels: np.ndarray, train_example_index:
     return table
 
 
+def training_groups(table: pd.DataFrame, trajectories: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The networks a population really trains: baselines that differ only by placement once.
+
+    A baseline model never sees its canary's feature (`train.batch_images` writes it only
+    when `insert`), so baselines with the same init seed, order seed and learning-rate
+    multiplier train the same network whatever their canary: a study of P placements trains
+    S x (P + 1) networks instead of 2 x S x P. Scoring still treats every row as a model, since
+    the scores depend on the canary's label. With trajectory probes the per-epoch scores use
+    the canary's label inside training, so nothing is shared.
+
+    Returns:
+      rows: int [U], the table rows to train (the first of each group, in table order).
+      inverse: int [M], model m's network is trained network `inverse[m]`.
+    """
+    m = len(table)
+    if trajectories or m == 0:
+        return np.arange(m), np.arange(m)
+    baseline = (table["condition"] != "uf").to_numpy()
+    keys = [("baseline", int(r.init_seed), int(r.order_seed), float(r.lr_mult)) if b
+            else ("model", int(r.model))
+            for r, b in zip(table.itertuples(index=False), baseline)]
+    first: dict[tuple, int] = {}
+    rows, inverse = [], np.empty(m, np.int64)
+    for i, key in enumerate(keys):
+        if key not in first:
+            first[key] = len(rows)
+            rows.append(i)
+        inverse[i] = first[key]
+    return np.asarray(rows, np.int64), inverse
+
+
 def model_inputs(cfg: StudyConfig, table: pd.DataFrame, image_shape: tuple[int, int, int]
                  ) -> ModelInputs:
     """Stacked per-model inputs [M] for the rows of `table` (see the key tree above)."""

@@ -25,7 +25,7 @@ from memjax.data import STATS, Dataset, load_dataset, make_probes
 from memjax.errors import ConfigError
 from memjax.features import check_fits, render_feature
 from memjax.models import model_family
-from memjax.population import build_table, model_inputs
+from memjax.population import build_table, model_inputs, take, training_groups
 from memjax.scoring import score_population
 from memjax.sharding import is_writer
 from memjax.stats import summarise
@@ -203,10 +203,12 @@ def train_stage(cfg: StudyConfig, workdir: str | Path, *, progress: bool = True,
     workdir = Path(workdir)
     prep = prep or prepare(cfg)
     p = cfg.population
+    rows, inverse = training_groups(prep.table, cfg.score.trajectory_probes > 0)
+    inputs = take(prep.inputs, rows)
     if not is_writer():
-        return train_population(cfg.model.name, cfg.train, prep.inputs, prep.data,
+        return train_population(cfg.model.name, cfg.train, inputs, prep.data,
                                 strategy=p.strategy, chunk_size=p.chunk_size, progress=False,
-                                sharding=_sharding(cfg))
+                                sharding=_sharding(cfg)).expand(inverse)
     workdir.mkdir(parents=True, exist_ok=True)
     chunks = workdir / R.CHUNKS
     if not _same_config(workdir, cfg):
@@ -216,9 +218,10 @@ def train_stage(cfg: StudyConfig, workdir: str | Path, *, progress: bool = True,
         clear_outputs(workdir)
         R.write_json(workdir / R.CONFIG, _config_record(prep))
     multi = jax.process_count() > 1
-    result = train_population(cfg.model.name, cfg.train, prep.inputs, prep.data,
+    result = train_population(cfg.model.name, cfg.train, inputs, prep.data,
                               strategy=p.strategy, chunk_size=p.chunk_size, progress=progress,
-                              sharding=_sharding(cfg), checkpoint_dir=None if multi else chunks)
+                              sharding=_sharding(cfg), checkpoint_dir=None if multi else chunks
+                              ).expand(inverse)
     summary = population_summary(result)
     R.write_table(workdir / R.EPOCHS, epochs_table(prep.table, result.metrics))
     R.save_population(workdir / R.POPULATION, result.variables, summary)  # marks training done
@@ -234,6 +237,8 @@ def population_summary(result: TrainResult) -> dict[str, np.ndarray]:
     summary = {k: getattr(result, k) for k in SUMMARY_KEYS}
     summary.update({f"metric_{k}": v for k, v in result.metrics.items()})
     summary["chunk_size"] = np.asarray(result.chunk_size)
+    summary["networks_trained"] = np.asarray(result.timings.get("networks_trained",
+                                                                result.n_models), np.int64)
     summary["train_seconds"] = np.asarray(result.timings["total"])
     summary["first_epoch_seconds"] = np.asarray(result.timings["first_epoch"])
     return summary

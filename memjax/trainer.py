@@ -60,6 +60,19 @@ class TrainResult:
     def n_models(self) -> int:
         return int(self.epochs_trained.shape[0])
 
+    def expand(self, inverse: np.ndarray) -> TrainResult:
+        """The result for models whose network is trained network `inverse[m]` (int [M']);
+        see `memjax.population.training_groups`."""
+        take = lambda x: np.asarray(x)[inverse]  # noqa: E731
+        return TrainResult(
+            variables=jax.tree.map(take, self.variables),
+            metrics={k: take(v) for k, v in self.metrics.items()},
+            epochs_trained=take(self.epochs_trained), best_epoch=take(self.best_epoch),
+            stopped=take(self.stopped), diverged=take(self.diverged),
+            diverged_epoch=take(self.diverged_epoch), chunk_size=self.chunk_size,
+            timings=dict(self.timings, networks_trained=float(self.n_models)),
+        )
+
 
 def make_train_data(x_train, y_train, x_val, y_val, mean, std, trajectory=None) -> TrainData:
     """Puts the dataset on the device once (uint8 images, int32 labels)."""

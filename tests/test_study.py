@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -127,3 +128,47 @@ def test_override_parses_types_and_refuses_unknown_fields():
         override(cfg, ["train.epoch=5"])
     with pytest.raises(ConfigError, match="integer"):
         override(cfg, ["train.epochs=2.5"])
+
+
+def test_baselines_shared_across_placements_train_once_and_match_the_unshared_run(tmp_path):
+    """A baseline never sees its canary's feature: P placements x S seeds train S baselines,
+    each equal to the same baseline trained per placement, and every row is still scored."""
+    from memjax.population import training_groups
+    from memjax.study import train_stage
+    from memjax.trainer import train_population
+
+    cfg = override(get_preset("tiny"), ["population.canary.k=2", "train.epochs=1",
+                                        'population.strategy="chunks"',
+                                        "population.chunk_size=1"])
+    prep = prepare(cfg)
+    table = prep.table
+    assert len(table) == 8  # 2 conditions x 2 placements x 2 seeds
+    rows, inverse = training_groups(table)
+    assert len(rows) == 6  # 4 UF models + one baseline per seed
+    np.testing.assert_array_equal(training_groups(table, trajectories=True)[0], np.arange(8))
+    result = train_stage(cfg, tmp_path, progress=False, prep=prep)
+    assert result.n_models == 8 and result.timings["networks_trained"] == 6
+    unshared = train_population(cfg.model.name, cfg.train, prep.inputs, prep.data,
+                                strategy="chunks", chunk_size=1, progress=False)
+    for a, b in zip(jax.tree.leaves(result.variables), jax.tree.leaves(unshared.variables)):
+        np.testing.assert_array_equal(a, b)  # same single-model program: bitwise
+    base = table.index[table.condition == "baseline"]
+    for seed in (0, 1):
+        same = base[table.loc[base, "init_seed"] == seed]
+        assert len(same) == 2 and inverse[same[0]] == inverse[same[1]]
+    _, summary = R.load_population(tmp_path / R.POPULATION)
+    assert int(summary["networks_trained"]) == 6
+    scored = run_study(cfg, tmp_path, progress=False)  # reuses the population
+    assert len(scored.models) == 8 and scored.models["valid"].all()
+
+
+def test_training_groups_keep_baselines_with_other_seeds_or_learning_rates_apart():
+    from memjax.population import training_groups
+
+    table = pd.DataFrame({
+        "model": range(6), "condition": ["uf", "uf", "baseline", "baseline", "baseline", "baseline"],
+        "init_seed": [0, 0, 0, 0, 0, 1], "order_seed": [0, 0, 0, 0, 0, 1],
+        "lr_mult": [1.0, 1.0, 1.0, 1.0, 0.5, 1.0]})
+    rows, inverse = training_groups(table)
+    np.testing.assert_array_equal(rows, [0, 1, 2, 4, 5])
+    np.testing.assert_array_equal(inverse, [0, 1, 2, 2, 3, 4])
