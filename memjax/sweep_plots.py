@@ -58,6 +58,43 @@ def plot_memorised_fraction(summary: pd.DataFrame, score: str = "M_score",
     return _save(fig, path)
 
 
+def plot_paired_by_study(summary: pd.DataFrame, scores: tuple[str, ...] = ("M_score", "PD_M"),
+                         path: Path | None = None) -> Figure | None:
+    """Per study and score: the mean UF-minus-twin difference with its bootstrap 95% interval,
+    labelled with the share of pairs above 0 and the Wilcoxon signed-rank p.
+
+    The paired test is the sensitive one (twins share init, data order and placement), so this
+    is the figure that says whether a regulariser removed memorisation. None without twins.
+    """
+    if "pair_diff" not in summary:
+        return None
+    s = summary[summary["score"].isin(scores) & np.isfinite(summary["pair_diff"])]
+    if s.empty:
+        return None
+    studies = list(dict.fromkeys(s["study"]))
+    present = [sc for sc in scores if sc in set(s["score"])]
+    fig = Figure(figsize=(3.0 + 1.2 * len(studies), 3.2 * len(present)))
+    axes = fig.subplots(len(present), 1, squeeze=False)[:, 0]
+    for ax, score in zip(axes, present):
+        rows = s[s["score"] == score].set_index("study").reindex(studies)
+        x = np.arange(len(studies))
+        d = rows["pair_diff"].to_numpy(np.float64)
+        err = [d - rows["pair_diff_lo"].to_numpy(np.float64),
+               rows["pair_diff_hi"].to_numpy(np.float64) - d]
+        ax.errorbar(x, d, yerr=err, fmt="o", color=COLORS["uf"], capsize=4)
+        ax.axhline(0, color="grey", lw=0.8, ls="--")
+        for xi, (_, r) in zip(x, rows.iterrows()):
+            if np.isfinite(r["pair_diff"]):
+                ax.annotate(f"{r['pair_frac_pos']:.0%} > 0\np={r['wilcoxon_p']:.2g}",
+                            (xi, r["pair_diff_hi"]), textcoords="offset points", xytext=(0, 4),
+                            ha="center", fontsize=7)
+        ax.set_xticks(x, studies, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(f"{score}: UF - twin")
+        ax.margins(y=0.25)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def variance_table(models: pd.DataFrame, score: str = "M_score", condition: str = "uf",
                    factors: tuple[str, ...] = ("init_seed", "order_seed", "placement")
                    ) -> pd.DataFrame:

@@ -84,3 +84,15 @@ def test_every_shipped_spec_expands_to_valid_studies(name):
     if name == "regularisation-memorised":
         assert all(s.config.population.canary.indices == (28030,) for s in studies)
         assert all(s.config.population.n_seeds == 64 for s in studies)
+
+
+def test_paired_figure_draws_one_interval_per_study_and_score(uninterrupted, tmp_path):
+    from memjax import sweep_plots
+
+    summary = pd.read_csv(uninterrupted / sweep.COMBINED_SUMMARY)
+    fig = sweep_plots.plot_paired_by_study(summary, ("M_score", "PD_M"), tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 0
+    assert len(fig.axes) == 2
+    n_studies = summary["study"].nunique()
+    assert [len(ax.get_xticks()) for ax in fig.axes] == [n_studies, n_studies]
+    assert sweep_plots.plot_paired_by_study(summary.drop(columns="pair_diff")) is None
