@@ -126,19 +126,38 @@ def plot_variance_components(models: pd.DataFrame, score: str = "M_score",
 
 
 def plot_dp_tradeoff(models: pd.DataFrame, audit: pd.DataFrame, score: str = "M_score",
-                     path: Path | None = None) -> Figure:
-    """Memorisation against the accounted epsilon: UF-vs-baseline AUC and the empirical epsilon
-    lower bound per study of a DP sweep (`audit` has columns study, score, auc, eps_lb)."""
+                     path: Path | None = None, summary: pd.DataFrame | None = None) -> Figure:
+    """Memorisation against the accounted epsilon, per study of a DP sweep: the UF-vs-baseline
+    AUC, the empirical epsilon lower bound (`audit` has columns study, score, auc, eps_lb) and,
+    when `summary` has the paired columns, the mean UF-minus-twin difference with its 95%
+    interval (the sensitive measure: twins share every key)."""
     eps = models.groupby("study")["dp_epsilon"].median() if "dp_epsilon" in models else None
     a = audit[audit["score"] == score].set_index("study")
     studies = list(a.index)
     x = np.array([eps.get(s, np.inf) if eps is not None else np.inf for s in studies], float)
     x = np.where(np.isfinite(x), x, np.nan)
-    fig = Figure(figsize=(7.5, 3.2))
-    ax1, ax2 = fig.subplots(1, 2)
+    paired = None
+    if summary is not None and "pair_diff" in summary:
+        paired = summary[summary["score"] == score].set_index("study").reindex(studies)
+    n_panels = 3 if paired is not None else 2
+    fig = Figure(figsize=(3.75 * n_panels, 3.4))
+    axes = fig.subplots(1, n_panels)
     labels = [f"{s}\n(eps={e:.2g})" if np.isfinite(e) else f"{s}\n(no DP bound)"
               for s, e in zip(studies, x)]
     pos = np.arange(len(studies))
+    if paired is not None:
+        ax = axes[0]
+        d = paired["pair_diff"].to_numpy(np.float64)
+        err = [d - paired["pair_diff_lo"].to_numpy(np.float64),
+               paired["pair_diff_hi"].to_numpy(np.float64) - d]
+        ax.errorbar(pos, d, yerr=err, fmt="o", color=COLORS["uf"], capsize=4)
+        ax.axhline(0, color="grey", ls="--", lw=0.8)
+        for xi, p_val in zip(pos, paired["wilcoxon_p"].to_numpy(np.float64)):
+            if np.isfinite(p_val):
+                ax.annotate(f"p={p_val:.2g}", (xi, 0), textcoords="offset points",
+                            xytext=(0, -12), ha="center", fontsize=7)
+        ax.set_ylabel(f"{score}: UF - twin (mean, 95% CI)")
+    ax1, ax2 = axes[-2], axes[-1]
     ax1.bar(pos, a["auc"], color="tab:red", alpha=0.7)
     ax1.axhline(0.5, color="grey", ls="--", lw=0.8)
     ax1.set_ylabel(f"AUC, UF vs baseline ({score})")
@@ -146,6 +165,7 @@ def plot_dp_tradeoff(models: pd.DataFrame, audit: pd.DataFrame, score: str = "M_
     ax2.scatter(pos, x, color="black", marker="_", s=300, label="accounted epsilon")
     ax2.set_ylabel("epsilon")
     ax2.legend(fontsize=7)
-    for ax in (ax1, ax2):
+    for ax in axes:
         ax.set_xticks(pos, labels, rotation=30, ha="right", fontsize=7)
+    fig.tight_layout()
     return _save(fig, path)

@@ -96,3 +96,18 @@ def test_paired_figure_draws_one_interval_per_study_and_score(uninterrupted, tmp
     n_studies = summary["study"].nunique()
     assert [len(ax.get_xticks()) for ax in fig.axes] == [n_studies, n_studies]
     assert sweep_plots.plot_paired_by_study(summary.drop(columns="pair_diff")) is None
+
+
+def test_dp_tradeoff_figure_adds_the_paired_panel_when_given_the_summary(uninterrupted):
+    from memjax import sweep_plots
+    from memjax.audit import audit_table
+
+    models = pd.read_csv(uninterrupted / sweep.COMBINED_MODELS)
+    summary = pd.read_csv(uninterrupted / sweep.COMBINED_SUMMARY)
+    audit = pd.concat([audit_table(g, delta=1e-3).assign(study=s)
+                       for s, g in models.groupby("study", sort=False)])
+    assert len(sweep_plots.plot_dp_tradeoff(models, audit).axes) == 2
+    fig = sweep_plots.plot_dp_tradeoff(models, audit, summary=summary)
+    assert len(fig.axes) == 3
+    n_studies = models["study"].nunique()
+    assert len(fig.axes[0].lines) >= 1 and len(fig.axes[0].get_xticks()) == n_studies
