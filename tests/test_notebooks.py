@@ -1,5 +1,4 @@
 """Every notebook runs top to bottom (on tiny settings, in a temporary work directory)."""
-import os
 from pathlib import Path
 
 import nbformat

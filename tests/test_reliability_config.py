@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from memjax import cli, config as C, study, train, trainer
 from memjax.config import StudyConfig, override, validate
-from memjax.errors import ConfigError, DataError, FeatureError, MemjaxError
+from memjax.errors import ConfigError, DataError, MemjaxError
 from memjax.presets import tiny
 
 CONFIG_FUZZ = settings(max_examples=400, deadline=None,

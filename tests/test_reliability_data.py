@@ -336,7 +336,7 @@ def test_fuzz_gzip_mutations_through_read_file(ops, which):
 def test_fuzz_whole_folder_loader(name, ops_images, ops_labels, gz):
     """End to end through load_dataset("local"): mutated files -> a Dataset or a DataError."""
     with tempfile.TemporaryDirectory() as d:
-        folder = _folder(Path(d) / name, {MNIST_TRAIN[0]: _mutate(IDX_IMAGES, ops_images),
+        _folder(Path(d) / name, {MNIST_TRAIN[0]: _mutate(IDX_IMAGES, ops_images),
                                           MNIST_TRAIN[1]: _mutate(IDX_LABELS, ops_labels)}, gz)
         ds = _only_data_error(load_dataset, name, "train", "local", Path(d))
     if ds is not None:
