@@ -101,3 +101,15 @@ def test_merge_keeps_the_best_row_of_each_measurement():
     row = next(r for r in merged["rows"] if r["section"] == "train")
     assert row["gflops"] == 80.0 and row["run"] == 1
     assert merged["machine"]["runs_merged"] == 2 and merged["machine"]["seconds"] == 2.0
+
+
+@pytest.mark.slow
+def test_run_bench_tiny_end_to_end():
+    """Every section of one small run (about a minute): rows, targets and the markdown."""
+    result = bench.run_bench(bench.TINY, ("roofline", "mlp", "toy", "scoring"),
+                             log=lambda s: None)
+    impls = {r.get("impl") for r in result["rows"]}
+    assert {"memjax", "jax-loop", "jax loop"} <= impls
+    assert all(r.get("retraces", 0) == 0 for r in result["rows"])
+    report = bench.format_report(result)
+    assert "scoring: fraction of roofline" in report
