@@ -8,7 +8,7 @@ from memjax.results import RunResults
 
 REPORT_COLUMNS = ("score", "n_uf", "n_base", "mean_uf", "mean_base", "diff", "diff_lo", "diff_hi",
                   "auc", "mw_p", "frac_above", "frac_above_lo", "frac_above_hi", "n_pairs",
-                  "pair_diff", "pair_diff_lo", "pair_diff_hi", "wilcoxon_p")
+                  "n_clusters", "pair_diff", "pair_diff_lo", "pair_diff_hi", "wilcoxon_p")
 
 
 def summary_markdown(summary: pd.DataFrame, columns=REPORT_COLUMNS) -> str:
@@ -60,7 +60,9 @@ def render(results: RunResults, timings: dict | None = None) -> str:
         "auc: ROC AUC of 'UF model vs baseline model'; mw_p: one-sided Mann-Whitney p;",
         "frac_above: fraction of UF models above the baseline's 95th percentile (Clopper-Pearson 95%);",
         "pair_diff: mean of UF minus its baseline twin (same init, data order and placement; bootstrap",
-        "95% interval), wilcoxon_p: one-sided Wilcoxon signed-rank p over the twins.",
+        "95% interval), wilcoxon_p: one-sided Wilcoxon signed-rank p over the twins; with several",
+        "placements per seed the n_clusters seeds are the units (cluster bootstrap, Wilcoxon on",
+        "the seeds' mean differences).",
         "M_score is -M3 (label-aware); PD_M the probability-difference score at the canary's label.",
         "",
         summary_markdown(results.summary),

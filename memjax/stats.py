@@ -189,7 +189,8 @@ def compare(
 
 
 def paired_compare(
-    uf: np.ndarray, base: np.ndarray, *, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+    uf: np.ndarray, base: np.ndarray, *, clusters: np.ndarray | None = None, n_boot: int = 2000,
+    alpha: float = 0.05, seed: int = 0
 ) -> dict[str, float]:
     """UF models against their baseline twins for one score (pair i = uf[i], base[i]).
 
@@ -198,28 +199,58 @@ def paired_compare(
     MNIST, docs/reproduction.md): the paired difference is a far tighter test than comparing
     the two groups.
 
+    Pairs that share seeds are not independent: with several canary placements, the pairs of
+    one seed share their baseline network (and init and data order). `clusters` names the
+    group of each pair (e.g. its seeds); when some group holds several pairs, the interval
+    resamples groups (cluster bootstrap of the pooled mean) and the Wilcoxon test runs on the
+    groups' mean differences, so each independent unit counts once.
+
     Args:
       uf, base: [N] scores of the pairs; a pair with a non-finite value is dropped.
+      clusters: optional [N] group label of each pair (any hashable values).
     Returns:
-      n_pairs; pair_diff, pair_diff_lo, pair_diff_hi (mean of uf - base, bootstrap over pairs);
-      pair_frac_pos (share of pairs with uf > base); wilcoxon_p (one-sided Wilcoxon
-      signed-rank, UF greater; zero differences dropped, SciPy's exact/asymptotic choice).
-      NaN where there is no pair.
+      n_pairs; n_clusters (independent units: groups, or pairs without `clusters`);
+      pair_diff, pair_diff_lo, pair_diff_hi (mean of uf - base over the pairs, bootstrap over
+      pairs or groups); pair_frac_pos (share of pairs with uf > base); wilcoxon_p (one-sided
+      Wilcoxon signed-rank, UF greater, over pairs or group means; zero differences dropped,
+      SciPy's exact/asymptotic choice). NaN where there is no pair.
     """
     uf = np.asarray(uf, np.float64)
     base = np.asarray(base, np.float64)
     if uf.shape != base.shape:
         raise ValueError(f"paired_compare: {uf.shape} UF scores against {base.shape} baselines")
+    if clusters is not None and len(clusters) != uf.size:
+        raise ValueError(f"paired_compare: {len(clusters)} cluster labels for {uf.size} pairs")
     keep = np.isfinite(uf) & np.isfinite(base)
     d = uf[keep] - base[keep]
     out: dict[str, float] = {"n_pairs": int(d.size)}
-    out["pair_diff"], out["pair_diff_lo"], out["pair_diff_hi"] = bootstrap_mean_ci(
-        d, n_boot=n_boot, alpha=alpha, seed=seed)
+    codes = None
+    if clusters is not None and d.size:
+        _, codes = np.unique(np.asarray(clusters, dtype=object)[keep].astype(str),
+                             return_inverse=True)
+        if codes.max() + 1 == d.size:  # one pair per group: nothing to cluster
+            codes = None
+    if codes is None:
+        out["n_clusters"] = int(d.size)
+        out["pair_diff"], out["pair_diff_lo"], out["pair_diff_hi"] = bootstrap_mean_ci(
+            d, n_boot=n_boot, alpha=alpha, seed=seed)
+        units = d
+    else:
+        n_c = int(codes.max()) + 1
+        sums = np.bincount(codes, weights=d, minlength=n_c)
+        counts = np.bincount(codes, minlength=n_c).astype(np.float64)
+        rng = np.random.default_rng(seed)
+        draws = rng.integers(0, n_c, (n_boot, n_c))
+        boot = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+        out["n_clusters"] = n_c
+        out["pair_diff"] = float(d.mean())
+        out["pair_diff_lo"], out["pair_diff_hi"] = _percentiles(boot, alpha)
+        units = sums / counts
     out["pair_frac_pos"] = float(np.mean(d > 0)) if d.size else NAN
-    if np.any(d != 0):
+    if np.any(units != 0):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # few pairs: SciPy warns, still answers
-            out["wilcoxon_p"] = float(sps.wilcoxon(d, alternative="greater",
+            out["wilcoxon_p"] = float(sps.wilcoxon(units, alternative="greater",
                                                    zero_method="wilcox").pvalue)
     else:
         out["wilcoxon_p"] = NAN
@@ -228,6 +259,18 @@ def paired_compare(
 
 # Columns that identify a UF model's baseline twin (memjax.population: the twins share them).
 PAIR_KEYS = ("init_seed", "order_seed", "placement", "canary_index", "lr_mult")
+
+
+def seed_clusters(table: "pd.DataFrame") -> np.ndarray | None:
+    """The independent unit of each row for paired statistics: its (init_seed, order_seed).
+
+    The pairs of one seed pair share their baseline network whatever the canary placement,
+    so they are one cluster. Dependence through a shared init seed alone (or a shared data
+    order alone, as in a crossed design) is not modelled. None without the seed columns.
+    """
+    if not {"init_seed", "order_seed"} <= set(table.columns):
+        return None
+    return (table["init_seed"].astype(str) + "/" + table["order_seed"].astype(str)).to_numpy()
 
 
 def twin_pairs(table: "pd.DataFrame", *, condition_col: str = "condition", uf: str = "uf",
@@ -401,6 +444,7 @@ def summarise(
     is_base = (table[condition_col] == baseline).to_numpy()
     pairs = twin_pairs(table, condition_col=condition_col, uf=uf, baseline=baseline)
     no_pairs = paired_compare(np.zeros(0), np.zeros(0), n_boot=1)
+    clusters = None if pairs is None else seed_clusters(table.iloc[pairs[0]])
     rows = []
     for name in scores:
         col = pd.to_numeric(table[name], errors="coerce").to_numpy(np.float64)
@@ -408,7 +452,7 @@ def summarise(
         if pairs is None:
             row.update(no_pairs)
         else:
-            row.update(paired_compare(col[pairs[0]], col[pairs[1]], n_boot=n_boot,
-                                      seed=seed + 1))
+            row.update(paired_compare(col[pairs[0]], col[pairs[1]], clusters=clusters,
+                                      n_boot=n_boot, seed=seed + 1))
         rows.append(row)
     return pd.DataFrame(rows)

@@ -201,3 +201,47 @@ def test_twin_pairs_match_on_keys_whatever_the_row_order():
     assert twin_pairs(dup) is None
     assert np.isnan(summarise(dup, ["S"]).iloc[0]["pair_diff"])
     assert twin_pairs(table.drop(columns=["order_seed"])) is None
+
+
+def test_paired_compare_counts_each_seed_once_when_placements_share_it():
+    """Placements of one seed share the baseline network: 8 seeds x 8 placements are 8
+    independent units, not 64 (cluster bootstrap, Wilcoxon over the seeds' means)."""
+    from memjax.stats import paired_compare
+
+    rng = np.random.default_rng(5)
+    seeds, placements = 8, 8
+    seed_effect = rng.normal(0.1, 0.3, seeds)  # shared by the placements of a seed
+    d = np.repeat(seed_effect, placements) + rng.normal(0, 0.01, seeds * placements)
+    base = rng.normal(0, 1, seeds * placements)
+    uf = base + d
+    clusters = np.repeat(np.arange(seeds), placements)
+    naive = paired_compare(uf, base, n_boot=2000, seed=0)
+    out = paired_compare(uf, base, clusters=clusters, n_boot=2000, seed=0)
+    assert naive["n_clusters"] == 64 and out["n_clusters"] == seeds and out["n_pairs"] == 64
+    assert out["pair_diff"] == pytest.approx(d.mean())
+    means = d.reshape(seeds, placements).mean(axis=1)
+    assert out["wilcoxon_p"] == pytest.approx(sps.wilcoxon(means, alternative="greater").pvalue)
+    assert out["wilcoxon_p"] >= 1 / 2**seeds  # the smallest p 8 units allow
+    assert naive["wilcoxon_p"] < out["wilcoxon_p"]  # 64 "independent" pairs overstate
+    width = lambda r: r["pair_diff_hi"] - r["pair_diff_lo"]  # noqa: E731
+    assert width(out) > 1.5 * width(naive)
+    # One pair per cluster: the same as no clusters.
+    single = paired_compare(uf, base, clusters=np.arange(64), n_boot=2000, seed=0)
+    assert single == naive
+    with pytest.raises(ValueError, match="cluster"):
+        paired_compare(uf, base, clusters=np.arange(3))
+
+
+def test_summarise_clusters_the_pairs_of_a_seed_across_placements():
+    rng = np.random.default_rng(1)
+    rows = []
+    for seed in range(6):
+        base_score = rng.normal()
+        for placement in range(4):
+            for cond, s in (("uf", base_score + rng.normal(0.2, 0.1)), ("baseline", base_score)):
+                rows.append({"condition": cond, "init_seed": seed, "order_seed": seed,
+                             "placement": placement, "canary_index": 10 + placement,
+                             "lr_mult": 1.0, "S": s, "valid": True})
+    row = stats.summarise(pd.DataFrame(rows), ["S"]).iloc[0]
+    assert row["n_pairs"] == 24 and row["n_clusters"] == 6
+    assert row["wilcoxon_p"] >= 1 / 2**6
