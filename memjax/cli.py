@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--no-progress", action="store_true")
     sw = sub.add_parser("sweep", help="run or resume a sweep of studies (JSON spec)")
     sw.add_argument("spec", type=Path, help="sweep spec (JSON file, see memjax/sweep.py) or a shipped "
-                    "spec: regularisation, regularisation-cifar, seed-variance, dp")
+                    "spec: " + ", ".join(sorted(f.stem for f in (Path(__file__).parent / "sweeps").glob("*.json"))))
     sw.add_argument("--out", type=Path, required=True, help="sweep directory")
     sw.add_argument("--shard", default=None, help="run only studies i mod n (array jobs), e.g. 0/4")
     sw.add_argument("--combine-only", action="store_true", help="only rebuild the combined tables")
@@ -68,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     inf.add_argument("--k", type=int, default=1)
     inf.add_argument("--which", choices=("top", "bottom"), default="top")
     inf.add_argument("--rank-seeds", type=int, default=0,
-                     help="also train the UF at each chosen canary with this many seeds and rank it")
+                     help="also train the UF at each ranked canary with this many seeds and rank it")
+    inf.add_argument("--rank-at", choices=("chosen", "study"), default="chosen",
+                     help="rank the UF at the chosen top/bottom-k images or at the study's canaries")
     inf.add_argument("--batch-size", type=int, default=32)
     inf.add_argument("--no-progress", action="store_true")
     ck = sub.add_parser("check", help="verify a run directory (checksums, completeness)")
@@ -124,35 +126,18 @@ def _run_toy(cfg, workdir: Path, progress: bool) -> int:
 
 
 def _influence(args) -> int:
-    import pandas as pd
+    from memjax.influence_study import run_influence_study
 
-    from memjax import influence as I
-    from memjax.influence_plots import plot_influence_ranks
-    from memjax.results import write_table
-    from memjax.study import prepare
-
-    cfg = _resolve(args)
-    prep = prepare(cfg)
-    progress = not args.no_progress
-    new = I.with_influence_canaries(cfg, args.k, args.which, path=args.out / "self_influence.npz",
-                                    prep=prep, batch_size=args.batch_size, progress=progress)
-    idx = list(new.population.canary.indices)
+    res = run_influence_study(_resolve(args), args.out, k=args.k, which=args.which,
+                              rank_seeds=args.rank_seeds, rank_at=args.rank_at,
+                              batch_size=args.batch_size, progress=not args.no_progress)
+    idx = [int(i) for i in res.canaries]
     print(f"{args.which}-{args.k} training images by self-influence: {idx}")
     print(f"study them with: --set population.canary.method=indices "
           f"--set 'population.canary.indices={json.dumps(idx)}'")
-    if args.rank_seeds:
-        rows = []
-        for c in idx:
-            for s in range(args.rank_seeds):
-                r = I.uf_rank_after_training(cfg, canary=c, seed=s, prep=prep,
-                                             batch_size=args.batch_size, progress=progress)
-                rows.append(dict(canary=c, seed=s, rank=r.rank, percentile=r.percentile,
-                                 n_train=r.n_train, epochs=" ".join(map(str, r.epochs))))
-        table = pd.DataFrame(rows)
-        write_table(args.out / "uf_ranks.csv", table)
-        plot_influence_ranks(table["rank"].to_numpy(), len(prep.train),
-                             path=args.out / "uf_ranks.png")
-        print(table.to_string(index=False))
+    if len(res.ranks):
+        print(res.ranks.to_string(index=False))
+    print(f"-> {args.out}")
     return 0
 
 

@@ -48,3 +48,39 @@ def plot_influence_ranks(ranks, n_train: int, path: str | Path | None = None,
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110, format="png")
     return fig
+
+
+def plot_self_influence(si, marks: dict[str, list[int]] | None = None,
+                        path: str | Path | None = None, title: str | None = None) -> Figure:
+    """Distribution of self-influence over the training images (log scale), with chosen images
+    marked by vertical lines (e.g. {"top-k": [...], "study canary": [...]}).
+
+    Args:
+      si: float [N], the SI of every training image (`self_influence.npz`'s si).
+    """
+    si = np.asarray(si, np.float64)
+    if si.ndim != 1 or si.size == 0 or not np.all(np.isfinite(si)) or np.any(si < 0):
+        raise ValueError(f"si: expected finite non-negative [N], got shape {si.shape}")
+    fig = Figure(figsize=(4.8, 3.2))
+    ax = fig.subplots()
+    lo = max(float(si[si > 0].min()) if np.any(si > 0) else 1e-12, 1e-12)
+    ax.hist(np.maximum(si, lo), bins=np.geomspace(lo, max(float(si.max()), lo * 10), 40),
+            color="grey", alpha=0.7)
+    ax.set_xscale("log")
+    colors = ["tab:red", "tab:blue", "tab:green", "tab:orange"]
+    for (label, idx), color in zip((marks or {}).items(), colors):
+        for j, i in enumerate(idx):
+            ax.axvline(max(float(si[int(i)]), lo), color=color, lw=1,
+                       label=label if j == 0 else None)
+    ax.set_xlabel("self-influence (sum over checkpoints of ||grad||^2)")
+    ax.set_ylabel("training images")
+    ax.set_title(title or f"self-influence of {si.size} training images", fontsize=9)
+    if marks:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        from memjax.results import atomic_path
+
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    return fig

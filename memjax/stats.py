@@ -295,6 +295,42 @@ def twin_pairs(table: "pd.DataFrame", *, condition_col: str = "condition", uf: s
     return merged["_pos_uf"].to_numpy(), merged["_pos_base"].to_numpy()
 
 
+def paired_by_epoch(models: "pd.DataFrame", epochs: "pd.DataFrame", score: str, *,
+                    valid_col: str = "valid", n_boot: int = 1000, seed: int = 0
+                    ) -> "pd.DataFrame":
+    """`paired_compare` of a per-epoch score (e.g. the trajectory score traj_M_score) over the
+    UF/baseline twins of a run, epoch by epoch: when memorisation appears during training.
+
+    Args:
+      models: the run's models table (model, condition, the `PAIR_KEYS`, optionally valid).
+      epochs: its tidy per-epoch table (model, epoch, `score`).
+    Returns:
+      one row per epoch: epoch and `paired_compare`'s keys (clustered by seeds as in
+      `summarise`); empty when the run has no twins or no such column.
+    """
+    import pandas as pd
+
+    if valid_col in models.columns:
+        models = models[models[valid_col].astype(bool)]
+    models = models.reset_index(drop=True)
+    pairs = twin_pairs(models)
+    if pairs is None or score not in epochs.columns:
+        return pd.DataFrame(columns=["epoch", "n_pairs", "n_clusters", "pair_diff",
+                                     "pair_diff_lo", "pair_diff_hi", "pair_frac_pos",
+                                     "wilcoxon_p"])
+    ids = models["model"].to_numpy()
+    clusters = seed_clusters(models.iloc[pairs[0]])
+    wide = epochs.pivot_table(index="model", columns="epoch", values=score, aggfunc="first")
+    rows = []
+    for e in wide.columns:
+        col = wide[e]
+        rows.append({"epoch": int(e), **paired_compare(
+            col.reindex(ids[pairs[0]]).to_numpy(np.float64),
+            col.reindex(ids[pairs[1]]).to_numpy(np.float64), clusters=clusters,
+            n_boot=n_boot, seed=seed)})
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------------------------
 # Variance over seed factors
 

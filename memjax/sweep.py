@@ -73,7 +73,8 @@ def shipped_specs() -> list[str]:
 
 def load_spec(path: str | Path) -> dict:
     """Reads a sweep spec (JSON) as data: a file, or the name of a shipped spec
-    (`shipped_specs()`: regularisation, regularisation-cifar, seed-variance, dp).
+    (`shipped_specs()`: dp, regularisation, regularisation-cifar,
+    regularisation-memorised, seed-variance, trajectories).
 
     Raises:
       ConfigError: unreadable, not an object, or with unknown keys.

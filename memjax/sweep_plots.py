@@ -95,6 +95,30 @@ def plot_paired_by_study(summary: pd.DataFrame, scores: tuple[str, ...] = ("M_sc
     return _save(fig, path)
 
 
+def plot_trajectory_pairs(by_study: dict[str, pd.DataFrame], score: str = "traj_M_score",
+                          path: Path | None = None) -> Figure | None:
+    """Per study, the mean UF-minus-twin difference of a trajectory score at every epoch with its
+    95% interval (`stats.paired_by_epoch` tables): when memorisation appears. None if empty."""
+    tables = {k: v for k, v in by_study.items() if len(v)}
+    if not tables:
+        return None
+    fig = Figure(figsize=(5.2, 3.4))
+    ax = fig.subplots()
+    cmap = ["tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown"]
+    for i, (name, t) in enumerate(tables.items()):
+        x = t["epoch"].to_numpy() + 1
+        color = cmap[i % len(cmap)]
+        ax.plot(x, t["pair_diff"], color=color, label=name, marker="o", ms=3)
+        ax.fill_between(x, t["pair_diff_lo"].astype(float), t["pair_diff_hi"].astype(float),
+                        color=color, alpha=0.2)
+    ax.axhline(0, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{score.removeprefix('traj_')}: UF - twin")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def variance_table(models: pd.DataFrame, score: str = "M_score", condition: str = "uf",
                    factors: tuple[str, ...] = ("init_seed", "order_seed", "placement")
                    ) -> pd.DataFrame:

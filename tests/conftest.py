@@ -41,3 +41,17 @@ def tiny_sweep(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "memjax.cli", "sweep", str(spec), "--no-progress",
                     "--out", str(out)], check=True, timeout=900, capture_output=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_influence(tmp_path_factory) -> Path:
+    """`memjax influence tiny` (3 epochs, top-2, the study's canary ranked over 2 seeds)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("influence") / "tiny"
+    subprocess.run([sys.executable, "-m", "memjax.cli", "influence", "tiny", "--out", str(out),
+                    "--set", "train.epochs=3", "--k", "2", "--rank-seeds", "2",
+                    "--rank-at", "study", "--no-progress"],
+                   check=True, timeout=900, capture_output=True)
+    return out

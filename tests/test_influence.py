@@ -182,3 +182,27 @@ def test_uf_rank_after_training(prep, clean, tmp_path):
     assert (tmp_path / "ranks.png").stat().st_size > 0 and fig.axes
     with pytest.raises(ValueError):
         plot_influence_ranks([512], 512)
+
+
+def test_influence_study_writes_si_ranks_and_record(prep, clean, tmp_path):
+    from memjax.influence_plots import plot_self_influence
+    from memjax.influence_study import load_influence_study, run_influence_study
+
+    res = run_influence_study(CFG, tmp_path, k=2, which="top", rank_seeds=2, rank_at="study",
+                              prep=prep)
+    np.testing.assert_array_equal(res.clean_si, clean.si)  # the same deterministic clean run
+    assert res.canaries.tolist() == np.argsort(-clean.si)[:2].tolist()
+    canary = int(prep.table["canary_index"].iloc[0])
+    assert res.ranks["canary"].tolist() == [canary, canary]
+    assert res.ranks["seed"].tolist() == [0, 1]
+    assert (res.ranks["clean_rank"] == I.rank_of(canary, clean.si)).all()
+    first = I.uf_rank_after_training(CFG, canary=canary, seed=0, prep=prep)
+    assert res.ranks["rank"].iloc[0] == first.rank  # the same run as the library call
+    for name in ("self_influence.npz", "uf_ranks.csv", "uf_ranks.png", "influence.json"):
+        assert (tmp_path / name).is_file(), name
+    back = load_influence_study(tmp_path)
+    assert back.ranks["rank"].tolist() == res.ranks["rank"].tolist()
+    fig = plot_self_influence(back.clean_si, {"top": list(back.canaries)})
+    assert fig.axes
+    with pytest.raises(ValueError):
+        run_influence_study(CFG, tmp_path / "bad", rank_at="elsewhere", prep=prep)

@@ -9,9 +9,10 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs(path, tmp_path, monkeypatch, tiny_sweep):
+def test_notebook_runs(path, tmp_path, monkeypatch, tiny_sweep, tiny_influence):
     monkeypatch.setenv("MEMJAX_NOTEBOOK_WORKDIR", str(tmp_path / "run"))
     monkeypatch.setenv("MEMJAX_NOTEBOOK_SWEEP", str(tiny_sweep))
+    monkeypatch.setenv("MEMJAX_NOTEBOOK_INFLUENCE", str(tiny_influence))
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()

@@ -26,7 +26,7 @@ def test_expand_gives_grid_then_listed_studies():
     assert [s.name for s in studies] == ["learning_rate=0.0003", "learning_rate=0.001", "dropout"]
     assert studies[1].config.train.learning_rate == 0.001
     assert studies[2].config.model.name == "mlp_dropout"
-    assert all(s.config.train.epochs == 1 for s in studies)
+    assert all(s.config.train.epochs == 2 for s in studies)
 
 
 def test_bad_specs_are_refused(tmp_path):

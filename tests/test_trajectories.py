@@ -1,5 +1,6 @@
 """Trajectories: scores computed inside the training program after every epoch."""
 import numpy as np
+import pytest
 
 from memjax.config import override
 from memjax.presets import get_preset
@@ -16,3 +17,28 @@ def test_last_epoch_trajectory_equals_the_final_scores(tmp_path):
         np.testing.assert_allclose(last[traj], models[final], rtol=1e-3, atol=1e-5, err_msg=traj)
     assert res.epochs["traj_M2"].notna().all()
     assert (res.path / "figures" / "trajectories.png").is_file()
+
+
+def test_paired_by_epoch_matches_paired_compare_at_every_epoch():
+    import pandas as pd
+
+    from memjax.stats import paired_by_epoch, paired_compare
+
+    rng = np.random.default_rng(0)
+    models, epochs = [], []
+    for m, (cond, seed) in enumerate([(c, s) for c in ("uf", "baseline") for s in range(6)]):
+        models.append(dict(model=m, condition=cond, init_seed=seed, order_seed=seed,
+                           placement=0, canary_index=3, lr_mult=1.0, valid=True))
+        for e in range(3):
+            epochs.append(dict(model=m, epoch=e, traj_M_score=rng.normal()
+                               + (0.5 * e if cond == "uf" else 0.0)))
+    models, epochs = pd.DataFrame(models), pd.DataFrame(epochs)
+    table = paired_by_epoch(models, epochs, "traj_M_score", n_boot=200)
+    assert table["epoch"].tolist() == [0, 1, 2] and (table["n_pairs"] == 6).all()
+    for e in range(3):
+        v = epochs[epochs.epoch == e].set_index("model")["traj_M_score"]
+        ref = paired_compare(v.loc[range(6)].to_numpy(), v.loc[range(6, 12)].to_numpy(),
+                             n_boot=200)
+        assert table.loc[e, "pair_diff"] == pytest.approx(ref["pair_diff"])
+        assert table.loc[e, "wilcoxon_p"] == pytest.approx(ref["wilcoxon_p"])
+    assert paired_by_epoch(models, epochs, "traj_nothing").empty
