@@ -5,17 +5,22 @@
 2. The k most ("top") or least ("bottom") influential images: the canaries to place the unique
    feature on (`memjax run ... --set population.canary.indices=[...]` then measures how much is
    memorised there).
-3. With `rank_seeds` = S > 0: for each ranked canary and each seed s < S, a model trained with
-   the UF at that canary, and the UF image's rank by SI in that run, beside the same image's
-   rank in the clean run. `rank_at="study"` ranks the study's own canaries (the paper's
-   question: does carrying a unique feature make an image influential?), `"chosen"` the
-   canaries of step 2.
+3. With `rank_seeds` = S > 0: for each seed s < S, a clean run of that seed, and for each
+   ranked canary a model of the same seed trained with the UF at that canary; the UF image's
+   rank by SI in the UF run beside the same image's rank in the clean run of the same seed
+   (same init and data order: the pair differs only by the feature's pixels).
+   `rank_at="study"` ranks the study's own canaries (the paper's question: does carrying a
+   unique feature make an image influential?), `"chosen"` the canaries of step 2.
+   `summarise_ranks` tests, per canary, whether the UF moves the image up (one-sided
+   Wilcoxon signed-rank on the percentile change over seeds).
 
 Files (data only, atomic writes):
   self_influence.npz  the clean run: si [N], example_index [N], labels [N], epochs [T],
                       losses [E + 1], canaries [k], seed
   uf_ranks.csv        one row per (canary, seed): rank (0 = most influential), percentile,
-                      clean_rank, clean_percentile, n_train, checkpoint epochs
+                      clean_rank, clean_percentile (same seed, no feature), n_train, epochs
+  uf_ranks_summary.csv  `summarise_ranks` of it
+  ranks.npz           seeds [S], clean_si [S, N] per seed, uf_si [R, N] per row of uf_ranks.csv
   uf_ranks.png        histogram of the UF ranks (with S > 0)
   influence.json      the config, k, which, rank_at, canaries, seconds, versions, PRNG settings
 """
@@ -35,6 +40,7 @@ from memjax.errors import ConfigError
 
 SI_FILE, RANKS_CSV, RANKS_PNG, RECORD = ("self_influence.npz", "uf_ranks.csv", "uf_ranks.png",
                                          "influence.json")
+SUMMARY_CSV, RANKS_NPZ = "uf_ranks_summary.csv", "ranks.npz"
 RANK_AT = ("chosen", "study")
 
 
@@ -80,19 +86,29 @@ def run_influence_study(cfg: StudyConfig, out: str | Path, *, k: int = 1, which:
         targets = list(dict.fromkeys(int(c) for c in prep.table["canary_index"]))
     else:
         targets = [int(c) for c in chosen]
-    rows = []
-    for canary in targets if rank_seeds else []:
-        for seed in range(rank_seeds):
+    rows, clean_by_seed, uf_si = [], [], []
+    for seed in range(rank_seeds):
+        clean = clean_si if seed == 0 else I.run_influence(
+            cfg, seed=seed, prep=prep, batch_size=batch_size, progress=progress).si
+        clean_by_seed.append(clean)
+        for canary in targets:
             r = I.uf_rank_after_training(cfg, canary=canary, seed=seed, prep=prep,
                                          batch_size=batch_size, progress=progress)
+            uf_si.append(r.si)
             rows.append(dict(canary=canary, canary_label=int(prep.train.labels[canary]),
                              seed=seed, rank=r.rank, percentile=r.percentile,
-                             clean_rank=I.rank_of(canary, clean_si),
-                             clean_percentile=_percentile(clean_si, canary), n_train=n,
+                             clean_rank=I.rank_of(canary, clean),
+                             clean_percentile=_percentile(clean, canary), n_train=n,
                              epochs=" ".join(map(str, r.epochs))))
     ranks = pd.DataFrame(rows, columns=["canary", "canary_label", "seed", "rank", "percentile",
                                         "clean_rank", "clean_percentile", "n_train", "epochs"])
+    ranks = ranks.sort_values(["canary", "seed"], kind="stable").reset_index(drop=True)
     R.write_table(out / RANKS_CSV, ranks)
+    R.write_table(out / SUMMARY_CSV, summarise_ranks(ranks))
+    R.write_npz(out / RANKS_NPZ, {
+        "seeds": np.arange(rank_seeds),
+        "clean_si": np.stack(clean_by_seed) if clean_by_seed else np.zeros((0, n)),
+        "uf_si": np.stack(uf_si) if uf_si else np.zeros((0, n))})
     if len(ranks):
         plot_influence_ranks(ranks["rank"].to_numpy(), n, path=out / RANKS_PNG,
                              title=f"UF image's SI rank, {len(ranks)} runs ({rank_at} canaries)")
@@ -101,6 +117,36 @@ def run_influence_study(cfg: StudyConfig, out: str | Path, *, k: int = 1, which:
         "rank_at": rank_at, "canaries": [int(c) for c in chosen], "ranked": targets,
         "n_train": n, "seconds": round(time.perf_counter() - t0, 1), **environment()})
     return InfluenceStudy(path=out, canaries=np.asarray(chosen), clean_si=clean_si, ranks=ranks)
+
+
+def summarise_ranks(ranks: pd.DataFrame) -> pd.DataFrame:
+    """Per canary: how far the unique feature moves its image up the SI ranking.
+
+    Returns one row per canary: runs, median rank with and without the feature (same seeds),
+    the median percentile change (positive: more influential with the feature), the share of
+    seeds where it rose, and the one-sided Wilcoxon signed-rank p of "the UF raises the
+    percentile" (NaN with no change at all).
+    """
+    import warnings
+
+    from scipy import stats as sps
+
+    rows = []
+    for canary, g in ranks.groupby("canary", sort=False):
+        change = (g["percentile"] - g["clean_percentile"]).to_numpy(np.float64)
+        p = np.nan
+        if np.any(change != 0):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                p = float(sps.wilcoxon(change, alternative="greater").pvalue)
+        rows.append(dict(canary=int(canary), canary_label=int(g["canary_label"].iloc[0]),
+                         runs=len(g), median_rank=float(g["rank"].median()),
+                         median_clean_rank=float(g["clean_rank"].median()),
+                         median_percentile_change=float(np.median(change)),
+                         frac_up=float(np.mean(change > 0)), wilcoxon_p=p))
+    return pd.DataFrame(rows, columns=["canary", "canary_label", "runs", "median_rank",
+                                       "median_clean_rank", "median_percentile_change",
+                                       "frac_up", "wilcoxon_p"])
 
 
 def load_influence_study(path: str | Path) -> InfluenceStudy:

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pandas as pd
 import pytest
 
 from memjax import influence as I
@@ -195,11 +196,23 @@ def test_influence_study_writes_si_ranks_and_record(prep, clean, tmp_path):
     canary = int(prep.table["canary_index"].iloc[0])
     assert res.ranks["canary"].tolist() == [canary, canary]
     assert res.ranks["seed"].tolist() == [0, 1]
-    assert (res.ranks["clean_rank"] == I.rank_of(canary, clean.si)).all()
+    # clean ranks come from the clean run of the same seed
+    assert res.ranks["clean_rank"].iloc[0] == I.rank_of(canary, clean.si)
+    clean_1 = I.run_influence(CFG, seed=1, prep=prep).si
+    assert res.ranks["clean_rank"].iloc[1] == I.rank_of(canary, clean_1)
     first = I.uf_rank_after_training(CFG, canary=canary, seed=0, prep=prep)
     assert res.ranks["rank"].iloc[0] == first.rank  # the same run as the library call
-    for name in ("self_influence.npz", "uf_ranks.csv", "uf_ranks.png", "influence.json"):
+    for name in ("self_influence.npz", "uf_ranks.csv", "uf_ranks_summary.csv", "ranks.npz",
+                 "uf_ranks.png", "influence.json"):
         assert (tmp_path / name).is_file(), name
+    arrays = read_npz(tmp_path / "ranks.npz")
+    assert arrays["clean_si"].shape == (2, 512) and arrays["uf_si"].shape == (2, 512)
+    np.testing.assert_array_equal(arrays["clean_si"][1], clean_1)
+    np.testing.assert_array_equal(arrays["uf_si"][0], first.si)
+    summary = pd.read_csv(tmp_path / "uf_ranks_summary.csv")
+    assert summary["canary"].tolist() == [canary] and summary["runs"].tolist() == [2]
+    change = res.ranks["percentile"] - res.ranks["clean_percentile"]
+    assert summary["frac_up"].iloc[0] == pytest.approx(np.mean(change > 0))
     back = load_influence_study(tmp_path)
     assert back.ranks["rank"].tolist() == res.ranks["rank"].tolist()
     fig = plot_self_influence(back.clean_si, {"top": list(back.canaries)})
