@@ -166,8 +166,9 @@ def plot_dp_tradeoff(models: pd.DataFrame, audit: pd.DataFrame, score: str = "M_
     n_panels = 3 if paired is not None else 2
     fig = Figure(figsize=(3.75 * n_panels, 3.4))
     axes = fig.subplots(1, n_panels)
+    short = [s.replace("dp_noise_multiplier=", "noise ") for s in studies]
     labels = [f"{s}\n(eps={e:.2g})" if np.isfinite(e) else f"{s}\n(no DP bound)"
-              for s, e in zip(studies, x)]
+              for s, e in zip(short, x)]
     pos = np.arange(len(studies))
     if paired is not None:
         ax = axes[0]
@@ -176,10 +177,12 @@ def plot_dp_tradeoff(models: pd.DataFrame, audit: pd.DataFrame, score: str = "M_
                paired["pair_diff_hi"].to_numpy(np.float64) - d]
         ax.errorbar(pos, d, yerr=err, fmt="o", color=COLORS["uf"], capsize=4)
         ax.axhline(0, color="grey", ls="--", lw=0.8)
-        for xi, p_val in zip(pos, paired["wilcoxon_p"].to_numpy(np.float64)):
+        tops = paired["pair_diff_hi"].to_numpy(np.float64)
+        for xi, top, p_val in zip(pos, tops, paired["wilcoxon_p"].to_numpy(np.float64)):
             if np.isfinite(p_val):
-                ax.annotate(f"p={p_val:.2g}", (xi, 0), textcoords="offset points",
-                            xytext=(0, -12), ha="center", fontsize=7)
+                ax.annotate(f"p={p_val:.2g}", (xi, top), textcoords="offset points",
+                            xytext=(0, 4), ha="center", fontsize=7)
+        ax.margins(y=0.15)
         ax.set_ylabel(f"{score}: UF - twin (mean, 95% CI)")
     ax1, ax2 = axes[-2], axes[-1]
     ax1.bar(pos, a["auc"], color="tab:red", alpha=0.7)
