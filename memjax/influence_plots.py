@@ -8,6 +8,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from memjax.plotting import _save
+
 
 def plot_influence_ranks(ranks, n_train: int, path: str | Path | None = None,
                          bins: int = 20, title: str | None = None) -> Figure:
@@ -41,13 +43,7 @@ def plot_influence_ranks(ranks, n_train: int, path: str | Path | None = None,
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title or f"UF image's self-influence rank over {ranks.size} seeds", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    if path is not None:
-        from memjax.results import atomic_path
-
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    return fig
+    return _save(fig, path)
 
 
 def plot_self_influence(si, marks: dict[str, list[int]] | None = None,
@@ -77,10 +73,4 @@ def plot_self_influence(si, marks: dict[str, list[int]] | None = None,
     ax.set_title(title or f"self-influence of {si.size} training images", fontsize=9)
     if marks:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    if path is not None:
-        from memjax.results import atomic_path
-
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    return fig
+    return _save(fig, path)
