@@ -219,6 +219,12 @@ def rank_of(index: int, si: np.ndarray) -> int:
     return int(np.sum(si > si[index]))
 
 
+def percentile_of(index: int, si: np.ndarray) -> float:
+    """Percentage of examples with strictly lower SI than example `index`."""
+    si = np.asarray(si)
+    return float(100.0 * np.mean(si < si[index]))
+
+
 def top_k(si: np.ndarray, k: int) -> np.ndarray:
     """int64 [k]: the k most influential examples, most influential first (stable on ties)."""
     return np.argsort(-np.asarray(si), kind="stable")[:k].astype(np.int64)
@@ -487,5 +493,5 @@ def uf_rank_after_training(cfg: StudyConfig, *, canary: int | None = None, seed:
     res = run_influence(cfg, canary=canary, seed=seed, prep=prep, batch_size=batch_size,
                         progress=progress)
     return UFRank(canary=canary, rank=rank_of(canary, res.si),
-                  percentile=float(100.0 * np.mean(res.si < res.si[canary])), n_train=n,
+                  percentile=percentile_of(canary, res.si), n_train=n,
                   si=res.si, epochs=res.epochs, losses=res.run.losses)

@@ -55,10 +55,6 @@ class InfluenceStudy:
     ranks: pd.DataFrame
 
 
-def _percentile(si: np.ndarray, i: int) -> float:
-    return float(100.0 * np.mean(si < si[i]))
-
-
 def run_influence_study(cfg: StudyConfig, out: str | Path, *, k: int = 1, which: str = "top",
                         rank_seeds: int = 0, rank_at: str = "chosen", batch_size: int = 32,
                         progress: bool = False, prep=None) -> InfluenceStudy:
@@ -98,7 +94,7 @@ def run_influence_study(cfg: StudyConfig, out: str | Path, *, k: int = 1, which:
             rows.append(dict(canary=canary, canary_label=int(prep.train.labels[canary]),
                              seed=seed, rank=r.rank, percentile=r.percentile,
                              clean_rank=I.rank_of(canary, clean),
-                             clean_percentile=_percentile(clean, canary), n_train=n,
+                             clean_percentile=I.percentile_of(canary, clean), n_train=n,
                              epochs=" ".join(map(str, r.epochs))))
     ranks = pd.DataFrame(rows, columns=["canary", "canary_label", "seed", "rank", "percentile",
                                         "clean_rank", "clean_percentile", "n_train", "epochs"])
@@ -127,23 +123,18 @@ def summarise_ranks(ranks: pd.DataFrame) -> pd.DataFrame:
     seeds where it rose, and the one-sided Wilcoxon signed-rank p of "the UF raises the
     percentile" (NaN with no change at all).
     """
-    import warnings
-
-    from scipy import stats as sps
+    from memjax.stats import paired_compare
 
     rows = []
     for canary, g in ranks.groupby("canary", sort=False):
+        up = paired_compare(g["percentile"].to_numpy(), g["clean_percentile"].to_numpy(),
+                            n_boot=1)
         change = (g["percentile"] - g["clean_percentile"]).to_numpy(np.float64)
-        p = np.nan
-        if np.any(change != 0):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                p = float(sps.wilcoxon(change, alternative="greater").pvalue)
         rows.append(dict(canary=int(canary), canary_label=int(g["canary_label"].iloc[0]),
                          runs=len(g), median_rank=float(g["rank"].median()),
                          median_clean_rank=float(g["clean_rank"].median()),
                          median_percentile_change=float(np.median(change)),
-                         frac_up=float(np.mean(change > 0)), wilcoxon_p=p))
+                         frac_up=up["pair_frac_pos"], wilcoxon_p=up["wilcoxon_p"]))
     return pd.DataFrame(rows, columns=["canary", "canary_label", "runs", "median_rank",
                                        "median_clean_rank", "median_percentile_change",
                                        "frac_up", "wilcoxon_p"])

@@ -58,6 +58,21 @@ def plot_memorised_fraction(summary: pd.DataFrame, score: str = "M_score",
     return _save(fig, path)
 
 
+def _paired_errorbars(ax, x: np.ndarray, rows: pd.DataFrame, label) -> None:
+    """Mean UF-minus-twin differences (`pair_diff`) with their intervals at positions x, each
+    labelled above its interval with `label(row)`; a dashed line at 0."""
+    d = rows["pair_diff"].to_numpy(np.float64)
+    err = [d - rows["pair_diff_lo"].to_numpy(np.float64),
+           rows["pair_diff_hi"].to_numpy(np.float64) - d]
+    ax.errorbar(x, d, yerr=err, fmt="o", color=COLORS["uf"], capsize=4)
+    ax.axhline(0, color="grey", lw=0.8, ls="--")
+    for xi, (_, r) in zip(x, rows.iterrows()):
+        if np.isfinite(r["pair_diff"]):
+            ax.annotate(label(r), (xi, r["pair_diff_hi"]), textcoords="offset points",
+                        xytext=(0, 4), ha="center", fontsize=7)
+    ax.margins(y=0.15)
+
+
 def plot_paired_by_study(summary: pd.DataFrame, scores: tuple[str, ...] = ("M_score", "PD_M"),
                          path: Path | None = None) -> Figure | None:
     """Per study and score: the mean UF-minus-twin difference with its bootstrap 95% interval,
@@ -78,16 +93,8 @@ def plot_paired_by_study(summary: pd.DataFrame, scores: tuple[str, ...] = ("M_sc
     for ax, score in zip(axes, present):
         rows = s[s["score"] == score].set_index("study").reindex(studies)
         x = np.arange(len(studies))
-        d = rows["pair_diff"].to_numpy(np.float64)
-        err = [d - rows["pair_diff_lo"].to_numpy(np.float64),
-               rows["pair_diff_hi"].to_numpy(np.float64) - d]
-        ax.errorbar(x, d, yerr=err, fmt="o", color=COLORS["uf"], capsize=4)
-        ax.axhline(0, color="grey", lw=0.8, ls="--")
-        for xi, (_, r) in zip(x, rows.iterrows()):
-            if np.isfinite(r["pair_diff"]):
-                ax.annotate(f"{r['pair_frac_pos']:.0%} > 0\np={r['wilcoxon_p']:.2g}",
-                            (xi, r["pair_diff_hi"]), textcoords="offset points", xytext=(0, 4),
-                            ha="center", fontsize=7)
+        _paired_errorbars(ax, x, rows, lambda r: f"{r['pair_frac_pos']:.0%} > 0\n"
+                                                 f"p={r['wilcoxon_p']:.2g}")
         ax.set_xticks(x, studies, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(f"{score}: UF - twin")
         ax.margins(y=0.25)
@@ -172,17 +179,7 @@ def plot_dp_tradeoff(models: pd.DataFrame, audit: pd.DataFrame, score: str = "M_
     pos = np.arange(len(studies))
     if paired is not None:
         ax = axes[0]
-        d = paired["pair_diff"].to_numpy(np.float64)
-        err = [d - paired["pair_diff_lo"].to_numpy(np.float64),
-               paired["pair_diff_hi"].to_numpy(np.float64) - d]
-        ax.errorbar(pos, d, yerr=err, fmt="o", color=COLORS["uf"], capsize=4)
-        ax.axhline(0, color="grey", ls="--", lw=0.8)
-        tops = paired["pair_diff_hi"].to_numpy(np.float64)
-        for xi, top, p_val in zip(pos, tops, paired["wilcoxon_p"].to_numpy(np.float64)):
-            if np.isfinite(p_val):
-                ax.annotate(f"p={p_val:.2g}", (xi, top), textcoords="offset points",
-                            xytext=(0, 4), ha="center", fontsize=7)
-        ax.margins(y=0.15)
+        _paired_errorbars(ax, pos, paired, lambda r: f"p={r['wilcoxon_p']:.2g}")
         ax.set_ylabel(f"{score}: UF - twin (mean, 95% CI)")
     ax1, ax2 = axes[-2], axes[-1]
     ax1.bar(pos, a["auc"], color="tab:red", alpha=0.7)

@@ -10,7 +10,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,9 @@ class TrainResult:
     def expand(self, inverse: np.ndarray) -> TrainResult:
         """The result for models whose network is trained network `inverse[m]` (int [M']);
         see `memjax.population.training_groups`."""
+        timings = dict(self.timings, networks_trained=float(self.n_models))
+        if np.array_equal(inverse, np.arange(self.n_models)):  # nothing shared: no copies
+            return replace(self, timings=timings)
         take = lambda x: np.asarray(x)[inverse]  # noqa: E731
         return TrainResult(
             variables=jax.tree.map(take, self.variables),
@@ -70,7 +73,7 @@ class TrainResult:
             epochs_trained=take(self.epochs_trained), best_epoch=take(self.best_epoch),
             stopped=take(self.stopped), diverged=take(self.diverged),
             diverged_epoch=take(self.diverged_epoch), chunk_size=self.chunk_size,
-            timings=dict(self.timings, networks_trained=float(self.n_models)),
+            timings=timings,
         )
 
 
