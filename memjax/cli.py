@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     study_args(sub.add_parser("train", help="train a study's population only"), True)
     sc = sub.add_parser("score", help="score a trained population")
     sc.add_argument("workdir", type=Path)
+    sc.add_argument("--stats-only", action="store_true",
+                    help="recompute summary.csv, figures and report from models.csv (no scoring)")
     sc.add_argument("--no-progress", action="store_true")
     sw = sub.add_parser("sweep", help="run or resume a sweep of studies (JSON spec)")
     sw.add_argument("spec", type=Path, help="sweep spec (JSON file, see memjax/sweep.py) or a shipped "
@@ -186,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         from memjax import study
 
         if args.command == "score":
+            if args.stats_only:
+                _print_summary(study.resummarise(args.workdir))
+                return 0
             _print_summary(study.score_stage(args.workdir, progress=not args.no_progress))
             return 0
         cfg = _resolve(args)

@@ -147,13 +147,28 @@ def roc_curve(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 
 def compare(
-    uf: np.ndarray, base: np.ndarray, *, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+    uf: np.ndarray, base: np.ndarray, *, clusters_uf: np.ndarray | None = None,
+    clusters_base: np.ndarray | None = None, n_boot: int = 2000, alpha: float = 0.05,
+    seed: int = 0
 ) -> dict[str, float]:
     """UF models against baseline models for one score.
+
+    Models that share seeds are not independent: with several canary placements, the baseline
+    rows of one seed are one network scored against each placement's canary, and the UF models
+    of that seed share its init and data order. `clusters_uf` / `clusters_base` name the group
+    (e.g. the seeds, `seed_clusters`) of each row. When some group holds several rows of one
+    condition, the intervals resample groups (each condition apart, as the unclustered
+    bootstrap resamples models apart), the Mann-Whitney test compares the groups' mean scores
+    (each independent unit counts once) and the interval of frac_above resamples groups (never
+    narrower than the Clopper-Pearson interval over rows). AUC
+    and base_p95 stay row-level point estimates. Without repeated groups the result is exactly
+    the unclustered one.
 
     Args:
       uf: [N1] the score of each UF model; base: [N0] of each baseline model. Non-finite values
         are dropped (n_dropped counts them, both groups together).
+      clusters_uf, clusters_base: optional [N1] / [N0] group labels (any hashable values; both
+        or neither).
     Returns:
       n_uf, n_base, n_dropped; mean_uf, mean_uf_lo, mean_uf_hi and mean_base, ... (bootstrap
       CIs); diff, diff_lo, diff_hi (mean UF - mean baseline, independent bootstrap); mw_U, mw_p
@@ -162,6 +177,11 @@ def compare(
       frac_above_hi (UF models strictly above base_p95, Clopper-Pearson interval). Entries that
       need a group which is empty are NaN.
     """
+    if (clusters_uf is None) != (clusters_base is None):
+        raise ValueError("compare: give clusters for both conditions or for neither")
+    if clusters_uf is not None:
+        return _compare_clustered(uf, base, clusters_uf, clusters_base, n_boot=n_boot,
+                                  alpha=alpha, seed=seed)
     uf, drop_uf = _finite(uf)
     base, drop_base = _finite(base)
     rng_uf, rng_base, rng_diff = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
@@ -185,6 +205,67 @@ def compare(
         out["frac_above_lo"], out["frac_above_hi"] = clopper_pearson(k, uf.size, alpha)
     else:
         out["frac_above"] = out["frac_above_lo"] = out["frac_above_hi"] = NAN
+    return out
+
+
+def _compare_clustered(uf: np.ndarray, base: np.ndarray, clusters_uf: np.ndarray,
+                       clusters_base: np.ndarray, *, n_boot: int, alpha: float, seed: int
+                       ) -> dict[str, float]:
+    """`compare` with rows grouped into clusters (see there); falls back to the unclustered
+    statistics when no group repeats within a condition."""
+    uf = np.asarray(uf, np.float64).reshape(-1)
+    base = np.asarray(base, np.float64).reshape(-1)
+    if len(clusters_uf) != uf.size or len(clusters_base) != base.size:
+        raise ValueError(f"compare: {len(clusters_uf)}/{len(clusters_base)} cluster labels for "
+                         f"{uf.size}/{base.size} UF/baseline scores")
+    keep_uf, keep_base = np.isfinite(uf), np.isfinite(base)
+    labels = np.concatenate([np.asarray(clusters_uf, dtype=object)[keep_uf],
+                             np.asarray(clusters_base, dtype=object)[keep_base]]).astype(str)
+    uf, base = uf[keep_uf], base[keep_base]
+    out = compare(uf, base, n_boot=n_boot, alpha=alpha, seed=seed)
+    out["n_dropped"] = int((~keep_uf).sum() + (~keep_base).sum())
+    if labels.size == 0:
+        return out
+    _, codes = np.unique(labels, return_inverse=True)
+    c_uf, c_base = codes[:uf.size], codes[uf.size:]
+    n_c = int(codes.max()) + 1
+    if np.bincount(c_uf, minlength=n_c).max(initial=0) <= 1 and \
+            np.bincount(c_base, minlength=n_c).max(initial=0) <= 1:
+        return out  # one row per group and condition: nothing to cluster
+    s_uf = np.bincount(c_uf, weights=uf, minlength=n_c)
+    n_uf = np.bincount(c_uf, minlength=n_c).astype(np.float64)
+    s_base = np.bincount(c_base, weights=base, minlength=n_c)
+    n_base = np.bincount(c_base, minlength=n_c).astype(np.float64)
+    # The two conditions resample their groups apart, as the unclustered `compare` resamples
+    # its two groups apart: the unpaired columns ignore the pairing (the paired ones use it).
+    rng = np.random.default_rng(seed)
+    draws, draws_base = rng.integers(0, n_c, (2, n_boot, n_c))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot_uf = s_uf[draws].sum(axis=1) / n_uf[draws].sum(axis=1)
+        boot_base = s_base[draws_base].sum(axis=1) / n_base[draws_base].sum(axis=1)
+
+    def interval(samples: np.ndarray) -> tuple[float, float]:
+        samples = samples[np.isfinite(samples)]
+        return _percentiles(samples, alpha) if samples.size else (NAN, NAN)
+
+    if uf.size:
+        out["mean_uf_lo"], out["mean_uf_hi"] = interval(boot_uf)
+    if base.size:
+        out["mean_base_lo"], out["mean_base_hi"] = interval(boot_base)
+    if uf.size and base.size:
+        out["diff_lo"], out["diff_hi"] = interval(boot_uf - boot_base)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mw = sps.mannwhitneyu(s_uf[n_uf > 0] / n_uf[n_uf > 0],
+                                  s_base[n_base > 0] / n_base[n_base > 0], alternative="greater")
+        out["mw_U"], out["mw_p"] = float(mw.statistic), float(mw.pvalue)
+        above = np.bincount(c_uf, weights=(uf > out["base_p95"]).astype(np.float64), minlength=n_c)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lo, hi = interval(above[draws].sum(axis=1) / n_uf[draws].sum(axis=1))
+        # A percentile bootstrap of a small share can be narrower than the exact interval
+        # that already treats every row as independent: keep the wider of the two.
+        out["frac_above_lo"] = min(lo, out["frac_above_lo"])
+        out["frac_above_hi"] = max(hi, out["frac_above_hi"])
     return out
 
 
@@ -262,10 +343,10 @@ PAIR_KEYS = ("init_seed", "order_seed", "placement", "canary_index", "lr_mult")
 
 
 def seed_clusters(table: "pd.DataFrame") -> np.ndarray | None:
-    """The independent unit of each row for paired statistics: its (init_seed, order_seed).
+    """The independent unit of each row for the statistics: its (init_seed, order_seed).
 
     The pairs of one seed pair share their baseline network whatever the canary placement,
-    so they are one cluster. Dependence through a shared init seed alone (or a shared data
+    so they are one cluster (for the paired and the unpaired statistics). Dependence through a shared init seed alone (or a shared data
     order alone, as in a crossed design) is not modelled. None without the seed columns.
     """
     if not {"init_seed", "order_seed"} <= set(table.columns):
@@ -461,8 +542,9 @@ def summarise(
         `valid_col` (rows with False are left out, e.g. diverged models).
       scores: the score columns to summarise.
     Returns:
-      a DataFrame with a 'score' column and `compare`'s keys, then `paired_compare`'s keys over
-      the UF/baseline twins (`twin_pairs`; NaN when the table has none). Each score uses the
+      a DataFrame with a 'score' column and `compare`'s keys (clustered by `seed_clusters`
+      where a seed holds several rows of a condition), then `paired_compare`'s keys over the
+      UF/baseline twins (`twin_pairs`; NaN when the table has none). Each score uses the
       same `seed`, so a score's row does not depend on which other scores are listed. When a
       condition has no rows, the UF-vs-baseline columns are NaN and the other condition's mean
       is still given.
@@ -481,10 +563,14 @@ def summarise(
     pairs = twin_pairs(table, condition_col=condition_col, uf=uf, baseline=baseline)
     no_pairs = paired_compare(np.zeros(0), np.zeros(0), n_boot=1)
     clusters = None if pairs is None else seed_clusters(table.iloc[pairs[0]])
+    row_clusters = seed_clusters(table)
+    by_group = {} if row_clusters is None else {"clusters_uf": row_clusters[is_uf],
+                                                "clusters_base": row_clusters[is_base]}
     rows = []
     for name in scores:
         col = pd.to_numeric(table[name], errors="coerce").to_numpy(np.float64)
-        row = {"score": name, **compare(col[is_uf], col[is_base], n_boot=n_boot, seed=seed)}
+        row = {"score": name, **compare(col[is_uf], col[is_base], n_boot=n_boot, seed=seed,
+                                        **by_group)}
         if pairs is None:
             row.update(no_pairs)
         else:

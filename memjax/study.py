@@ -260,8 +260,6 @@ def score_stage(workdir: str | Path, *, progress: bool = True, prep: Prepared | 
     `trained` (with `prep`) skips reading population.npz (multi-process runs score what they
     trained). Returns the loaded results on the writing process, None on the others.
     """
-    from memjax import plotting, report
-
     workdir = Path(workdir)
     if trained is not None and prep is not None:
         cfg = prep.cfg
@@ -305,17 +303,47 @@ def score_stage(workdir: str | Path, *, progress: bool = True, prep: Prepared | 
         arrays.update({f"per_probe/{k_}": v for k_, v in out.per_probe.items()})
         arrays["probe_example_index"] = probes.example_index
     arrays.update(_examples(prep, probes, out.control, cfg))
-    stats = summarise(table, list(MAIN_SCORES), n_boot=cfg.score.n_boot, seed=0)
     R.write_npz(workdir / R.ARRAYS, arrays)
     R.write_table(workdir / R.MODELS_CSV, table, parquet=True)
-    R.write_table(workdir / R.SUMMARY, stats)
+    return _write_summary(workdir, cfg, table, {
+        "train_seconds": float(summary.get("train_seconds", np.nan)),
+        "score_seconds": out.seconds})
+
+
+def _write_summary(workdir: Path, cfg: StudyConfig, table: pd.DataFrame,
+                   timings: dict[str, float]) -> R.RunResults:
+    """summary.csv from the models table, then the figures, report and manifest."""
+    from memjax import plotting, report
+
+    R.write_table(workdir / R.SUMMARY, summarise(table, list(MAIN_SCORES),
+                                                 n_boot=cfg.score.n_boot, seed=0))
     results = R.load(workdir)
     plotting.figures(results, workdir / R.FIGURES)
-    R.write_bytes(workdir / R.REPORT, report.render(results, timings={
-        "train_seconds": float(summary.get("train_seconds", np.nan)),
-        "score_seconds": out.seconds}).encode())
+    R.write_bytes(workdir / R.REPORT, report.render(results, timings=timings).encode())
     R.write_manifest(workdir)
     return R.load(workdir)
+
+
+def resummarise(workdir: str | Path) -> R.RunResults:
+    """Recomputes summary.csv, the figures and the report of a scored run from its models
+    table, without training or scoring again (e.g. after the statistics changed).
+
+    The scores, models.csv and arrays.npz are left as they are; the report keeps the recorded
+    wall times. The manifest is removed first, so an interrupted call leaves a run that
+    `memjax check` reports incomplete, and rewritten last.
+
+    Raises:
+      ResultsError: the run is not scored (no models.csv or summary.csv) or a file is corrupt.
+    """
+    import re
+
+    workdir = Path(workdir)
+    results = R.load(workdir)
+    cfg = read_config(workdir)
+    old = (workdir / R.REPORT).read_text() if (workdir / R.REPORT).is_file() else ""
+    timings = {k: float(v) for k, v in re.findall(r"(train_seconds|score_seconds) ([0-9.]+|nan) s", old)}
+    (workdir / R.MANIFEST).unlink(missing_ok=True)
+    return _write_summary(workdir, cfg, results.models, timings)
 
 
 def _dp_epsilons(cfg: StudyConfig, n_train: int, epochs_trained: pd.Series) -> np.ndarray:

@@ -245,3 +245,59 @@ def test_summarise_clusters_the_pairs_of_a_seed_across_placements():
     row = stats.summarise(pd.DataFrame(rows), ["S"]).iloc[0]
     assert row["n_pairs"] == 24 and row["n_clusters"] == 6
     assert row["wilcoxon_p"] >= 1 / 2**6
+
+
+def test_compare_counts_each_seed_once_when_placements_share_the_baseline():
+    """Unpaired statistics of a placements design: the 8 baseline rows of one seed are one
+    network, so the Mann-Whitney test runs over the seeds' means and the intervals resample
+    seeds; without repeated seeds the result is the plain one."""
+    from memjax.stats import compare
+
+    rng = np.random.default_rng(7)
+    seeds, placements = 8, 8
+    base_net = rng.normal(0, 1, seeds)  # one baseline network per seed
+    base = np.repeat(base_net, placements) + rng.normal(0, 0.05, seeds * placements)
+    uf = np.repeat(base_net + 0.4, placements) + rng.normal(0, 0.3, seeds * placements)
+    clusters = np.repeat(np.arange(seeds), placements)
+    naive = compare(uf, base, n_boot=2000, seed=0)
+    out = compare(uf, base, clusters_uf=clusters, clusters_base=clusters, n_boot=2000, seed=0)
+    for key in ("n_uf", "n_base", "mean_uf", "mean_base", "diff", "auc", "base_p95", "frac_above"):
+        assert out[key] == naive[key]
+    uf_means = uf.reshape(seeds, placements).mean(axis=1)
+    base_means = base.reshape(seeds, placements).mean(axis=1)
+    assert out["mw_p"] == pytest.approx(
+        sps.mannwhitneyu(uf_means, base_means, alternative="greater").pvalue)
+    assert naive["mw_p"] < out["mw_p"]  # 64 + 64 "independent" rows overstate
+    width = lambda r, k: r[f"{k}_hi"] - r[f"{k}_lo"]  # noqa: E731
+    for key in ("diff", "mean_base", "frac_above"):
+        assert width(out, key) > 1.5 * width(naive, key), key
+    # One row per seed and condition, or non-finite rows: the same as the plain statistics.
+    single = compare(uf[:8], base[:8], clusters_uf=np.arange(8), clusters_base=np.arange(8),
+                     n_boot=500, seed=3)
+    assert single == compare(uf[:8], base[:8], n_boot=500, seed=3)
+    holed = uf.copy()
+    holed[0] = np.nan
+    assert compare(holed, base, clusters_uf=clusters, clusters_base=clusters)["n_dropped"] == 1
+    with pytest.raises(ValueError, match="both conditions"):
+        compare(uf, base, clusters_uf=clusters)
+    with pytest.raises(ValueError, match="cluster labels"):
+        compare(uf, base, clusters_uf=clusters[:3], clusters_base=clusters)
+
+
+def test_summarise_unpaired_columns_cluster_shared_baselines():
+    rng = np.random.default_rng(2)
+    rows = []
+    for seed in range(6):
+        net = rng.normal()
+        for placement in range(4):
+            for cond, s in (("uf", net + rng.normal(0.3, 0.2)), ("baseline", net)):
+                rows.append({"condition": cond, "init_seed": seed, "order_seed": seed,
+                             "placement": placement, "canary_index": 10 + placement,
+                             "lr_mult": 1.0, "S": s, "valid": True})
+    table = pd.DataFrame(rows)
+    row = stats.summarise(table, ["S"]).iloc[0]
+    means = table.groupby(["condition", "init_seed"])["S"].mean()
+    assert row["mw_p"] == pytest.approx(sps.mannwhitneyu(
+        means["uf"], means["baseline"], alternative="greater").pvalue)
+    plain = stats.compare(table.S[table.condition == "uf"], table.S[table.condition == "baseline"])
+    assert row["mw_p"] > plain["mw_p"]

@@ -88,6 +88,39 @@ def test_cli_score_stage_rescores_from_disk(tiny_run):
     pd.testing.assert_frame_equal(rescored.models, tiny_run.models)
 
 
+def test_cli_score_stats_only_recomputes_the_summary_without_scoring(tiny_run, tmp_path):
+    import shutil
+
+    from memjax.check import check_dir
+    from memjax.study import resummarise
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run.path, run)
+    arrays_before = (run / R.ARRAYS).stat().st_mtime_ns
+    report_before = (run / R.REPORT).read_text()
+    out = subprocess.run([sys.executable, "-m", "memjax.cli", "score", str(run), "--stats-only"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "M_score" in out.stdout
+    again = R.load(run)
+    pd.testing.assert_frame_equal(again.summary, tiny_run.summary)
+    assert (run / R.ARRAYS).stat().st_mtime_ns == arrays_before  # nothing rescored
+    wall = [line for line in report_before.splitlines() if line.startswith("- wall time")]
+    assert wall and wall[0] in (run / R.REPORT).read_text()  # recorded times kept
+    assert check_dir(run).ok
+    # The summary follows the models table: a changed score changes it.
+    models = again.models.copy()
+    models.loc[models["condition"] == "uf", "M_score"] += 10.0
+    R.write_table(run / R.MODELS_CSV, models, parquet=True)
+    shifted = resummarise(run).summary.set_index("score")
+    assert shifted.loc["M_score", "diff"] == pytest.approx(
+        tiny_run.summary.set_index("score").loc["M_score", "diff"] + 10.0)
+    (run / R.SUMMARY).unlink()
+    bad = subprocess.run([sys.executable, "-m", "memjax.cli", "score", str(run), "--stats-only"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "summary.csv" in bad.stderr
+
+
 def test_cli_rejects_bad_overrides_before_any_work(tmp_path):
     out = subprocess.run([sys.executable, "-m", "memjax.cli", "run", "tiny", "--set",
                           "train.epochs=0", "--workdir", str(tmp_path / "x")],
