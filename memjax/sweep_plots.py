@@ -156,6 +156,36 @@ def plot_variance_components(models: pd.DataFrame, score: str = "M_score",
     return _save(fig, path)
 
 
+def plot_crossed_components(decomposition: pd.DataFrame, score: str = "M_score",
+                            path: Path | None = None) -> Figure | None:
+    """Variance of one model's score due to the init seed, the data-order seed and the rest,
+    with 95% intervals, for the UF models, the baselines and the UF-minus-twin difference of
+    every crossed study (`seed_variance.crossed_decomposition`). None when there is none."""
+    from memjax.seed_variance import COMPONENTS
+
+    d = decomposition[decomposition["score"] == score] if len(decomposition) else decomposition
+    if d.empty:
+        return None
+    groups = list(dict.fromkeys(zip(d["study"], d["of"])))
+    fig = Figure(figsize=(3.0 + 1.3 * len(groups), 3.4))
+    ax = fig.subplots()
+    x = np.arange(len(groups))
+    width = 0.8 / len(COMPONENTS)
+    for k, name in enumerate(COMPONENTS):
+        rows = d.set_index(["study", "of"]).loc[groups]
+        v = rows[f"var_{name}"].to_numpy(np.float64)
+        err = [v - rows[f"var_{name}_lo"].to_numpy(np.float64),
+               rows[f"var_{name}_hi"].to_numpy(np.float64) - v]
+        ax.bar(x + (k - 1) * width, v, width, yerr=err, capsize=3, label=f"{name} seed"
+               if name != "residual" else "residual (init x order, rest)")
+    labels = [of if d["study"].nunique() == 1 else f"{study}\n{of}" for study, of in groups]
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel(f"variance of {score}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_dp_tradeoff(models: pd.DataFrame, audit: pd.DataFrame, score: str = "M_score",
                      path: Path | None = None, summary: pd.DataFrame | None = None) -> Figure:
     """Memorisation against the accounted epsilon, per study of a DP sweep: the UF-vs-baseline

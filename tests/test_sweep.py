@@ -23,7 +23,8 @@ def _stable(df: pd.DataFrame) -> pd.DataFrame:
 
 def test_expand_gives_grid_then_listed_studies():
     studies = sweep.expand(sweep.load_spec(SPEC))
-    assert [s.name for s in studies] == ["learning_rate=0.0003", "learning_rate=0.001", "dropout"]
+    assert [s.name for s in studies] == ["learning_rate=0.0003", "learning_rate=0.001", "dropout",
+                                         "crossed"]
     assert studies[1].config.train.learning_rate == 0.001
     assert studies[2].config.model.name == "mlp_dropout"
     assert all(s.config.train.epochs == 2 for s in studies)
@@ -111,3 +112,23 @@ def test_dp_tradeoff_figure_adds_the_paired_panel_when_given_the_summary(uninter
     assert len(fig.axes) == 3
     n_studies = models["study"].nunique()
     assert len(fig.axes[0].lines) >= 1 and len(fig.axes[0].get_xticks()) == n_studies
+
+
+def test_crossed_study_decomposes_into_init_order_and_residual(uninterrupted, tmp_path):
+    from memjax import sweep_plots
+    from memjax.seed_variance import crossed_decomposition
+
+    models = pd.read_csv(uninterrupted / sweep.COMBINED_MODELS)
+    crossed = models[models["study"] == "crossed"]
+    assert len(crossed) == 8  # 2 init x 2 order seeds x (UF, baseline)
+    assert crossed.groupby("condition")[["init_seed", "order_seed"]].nunique().eq(2).all().all()
+    table = crossed_decomposition(models, ("M_score",), n_boot=50)
+    assert set(table["study"]) == {"crossed"}  # the other studies vary no seed
+    assert list(table["of"]) == ["uf", "baseline", "uf-baseline"]
+    assert (table[["n_init", "n_order"]] == 2).all().all()
+    for name in ("init", "order", "residual"):
+        assert (table[f"var_{name}"] >= 0).all()
+        assert (table[f"var_{name}_lo"] <= table[f"var_{name}_hi"]).all()
+    fig = sweep_plots.plot_crossed_components(table, "M_score", tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 0 and len(fig.axes[0].get_xticks()) == 3
+    assert sweep_plots.plot_crossed_components(table, "M2") is None

@@ -1,0 +1,115 @@
+"""Seed-variance decomposition of a crossed design: estimates, intervals, planning."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from memjax import seed_variance as sv
+from memjax.stats import variance_components
+
+
+def _crossed(a, b, var_init, var_order, var_res, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(0, np.sqrt(var_init), (a, 1)) + rng.normal(0, np.sqrt(var_order), (1, b))
+            + rng.normal(0, np.sqrt(var_res), (a, b)) + 0.5)
+
+
+def test_decompose_recovers_known_components_and_covers_them():
+    truth = {"init": 1.0, "order": 0.25, "residual": 0.09}
+    y = _crossed(40, 40, *truth.values())
+    out = sv.decompose(y, n_boot=500, seed=1)
+    for name, var in truth.items():
+        assert out[f"var_{name}"] == pytest.approx(var, rel=0.5), name
+        assert out[f"var_{name}_lo"] <= out[f"var_{name}"] <= out[f"var_{name}_hi"], name
+        assert out[f"share_{name}_lo"] <= out[f"share_{name}"] <= out[f"share_{name}_hi"], name
+    assert sum(out[f"share_{n}"] for n in sv.COMPONENTS) == pytest.approx(1.0)
+    assert out["share_init"] > out["share_order"] > out["share_residual"]
+    assert out["p_init"] < 1e-10 and out["p_order"] < 1e-10
+    assert out["sd_model"] == pytest.approx(np.sqrt(sum(out[f"var_{n}"] for n in sv.COMPONENTS)))
+    assert (out["n_init"], out["n_order"]) == (40, 40)
+
+
+@pytest.mark.parametrize("a, b", [(8, 8), (5, 12)])
+def test_variance_intervals_keep_their_coverage_with_few_seeds(a, b):
+    """The MLS / chi-square intervals cover the true components about 95% of the time with
+    8 x 8 seeds (the shipped crossed study), by simulation under the model."""
+    truth = (1.0, 0.25, 0.09)
+    reps = 300
+    cover = np.zeros(3)
+    for rep in range(reps):
+        out = sv.decompose(_crossed(a, b, *truth, seed=100 + rep), n_boot=2)
+        cover += [out[f"var_{n}_lo"] <= t <= out[f"var_{n}_hi"] for n, t in zip(sv.COMPONENTS, truth)]
+    assert np.all(cover / reps >= 0.90) and np.all(cover / reps <= 0.99), cover / reps
+
+
+def test_decompose_agrees_with_the_sums_of_squares_and_finds_no_effect_in_noise():
+    y = _crossed(8, 8, 0.0, 0.0, 1.0, seed=3)
+    out = sv.decompose(y, n_boot=200)
+    init = np.repeat(np.arange(8), 8)
+    order = np.tile(np.arange(8), 8)
+    eta = variance_components(y.reshape(-1), {"init": init, "order": order})
+    ss_total = ((y - y.mean()) ** 2).sum()
+    ms_e = out["var_residual"]
+    # MS_init = SS_init / 7 and E[MS_init] = var_res + 8 var_init: both routes give var_init.
+    var_init = max((eta["init"] * ss_total / 7 - ms_e) / 8, 0.0)
+    assert out["var_init"] == pytest.approx(var_init, abs=1e-12)
+    assert eta["residual"] * ss_total / 49 == pytest.approx(ms_e)
+    assert out["p_init"] > 0.01 and out["p_order"] > 0.01
+    with pytest.raises(ValueError, match="A, B >= 2"):
+        sv.decompose(y[:1])  # one init seed
+
+
+def test_crossed_table_drops_incomplete_init_seeds_and_refuses_ambiguous_cells():
+    init = np.repeat(np.arange(4), 3)
+    order = np.tile(np.arange(3), 4)
+    values = np.arange(12.0)
+    values[4] = np.nan  # init seed 1, order seed 1: a diverged model
+    table, dropped = sv.crossed_table(values, init, order)
+    assert dropped == 1 and table.shape == (3, 3)
+    np.testing.assert_array_equal(table[1], [6.0, 7.0, 8.0])
+    table, dropped = sv.crossed_table(values[:-1], init[:-1], order[:-1])  # a missing cell
+    assert dropped == 2 and table.shape == (2, 3)
+    with pytest.raises(ValueError, match="several models"):
+        sv.crossed_table(np.r_[values, 1.0], np.r_[init, 0], np.r_[order, 0])
+    with pytest.raises(ValueError, match="2 x 2"):
+        sv.crossed_table(values[:3], init[:3], order[:3])
+
+
+def test_seeds_needed_is_the_first_n_whose_t_interval_is_narrow_enough():
+    from scipy import stats as sps
+
+    half = lambda n, sd: sps.t.ppf(0.975, n - 1) * sd / np.sqrt(n)  # noqa: E731
+    for sd, w in ((0.7, 0.05), (1.0, 0.2), (0.1, 0.5)):
+        n = sv.seeds_needed(sd, w)
+        assert half(n, sd) <= w and (n == 2 or half(n - 1, sd) > w)
+    assert sv.seeds_needed(1.0, 0.2) > (1.96 / 0.2) ** 2  # t, not z: a few more
+    assert sv.seeds_needed(1.0, 1e-6, max_n=1000) == 1001
+    with pytest.raises(ValueError):
+        sv.seeds_needed(1.0, 0.0)
+
+
+def test_mean_se_of_crossed_and_independent_designs():
+    assert sv.mean_se(1.0, 0.5, 0.5, 8) == pytest.approx(np.sqrt(2.0 / 8))
+    assert sv.mean_se(1.0, 0.5, 0.5, 8, 4) == pytest.approx(np.sqrt(1 / 8 + 0.5 / 4 + 0.5 / 32))
+
+
+def test_crossed_decomposition_of_a_models_table():
+    rng = np.random.default_rng(0)
+    y = _crossed(6, 5, 1.0, 0.1, 0.05, seed=4)
+    rows = []
+    for i in range(6):
+        for j in range(5):
+            for cond, shift in (("uf", 0.3 + 0.2 * rng.normal()), ("baseline", 0.0)):
+                rows.append({"study": "crossed", "condition": cond, "init_seed": i,
+                             "order_seed": j, "placement": 0, "M_score": y[i, j] + shift,
+                             "valid": not (i == 2 and j == 3 and cond == "uf")})
+    for s in range(4):  # a study that is not crossed is skipped
+        rows.append({"study": "plain", "condition": "uf", "init_seed": s, "order_seed": s,
+                     "placement": 0, "M_score": 0.0, "valid": True})
+    table = sv.crossed_decomposition(pd.DataFrame(rows), ("M_score",), n_boot=100)
+    assert list(table["of"]) == ["uf", "baseline", "uf-baseline"]
+    assert set(table["study"]) == {"crossed"}
+    by = table.set_index("of")
+    assert by.loc["uf", "n_dropped_init"] == 1 and by.loc["uf", "n_init"] == 5
+    assert by.loc["baseline", "n_dropped_init"] == 0 and by.loc["baseline", "n_init"] == 6
+    # The twin shares both seeds: the difference has almost no init or order variance.
+    assert by.loc["uf-baseline", "var_init"] < 0.1 * by.loc["baseline", "var_init"]
