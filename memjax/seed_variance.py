@@ -23,6 +23,10 @@ pigeonhole bootstrap (Owen, Ann. Appl. Stat. 2007): init seeds and order seeds r
 replacement independently, the table re-indexed by both; it is biased towards smaller
 between-seed variances with few seeds, so read the share intervals as rough.
 
+The interval of the table's mean (for the UF-minus-twin difference: the memorisation effect)
+uses the same components, so models sharing an init or an order seed are not counted as
+independent (the paired statistics of `memjax.stats` cluster by the (init, order) pair only).
+
 These give what a study needs to plan its population: the variance of one model's score, the
 standard error of the population mean for any A x B (`mean_se`), and the number of seeds for
 a target interval half-width (`seeds_needed`).
@@ -123,7 +127,9 @@ def decompose(table: np.ndarray, *, n_boot: int = 2000, alpha: float = 0.05, see
       var_<c>, var_<c>_lo, var_<c>_hi and share_<c>, share_<c>_lo, share_<c>_hi for c in
       init, order, residual (shares of var_init + var_order + var_residual, the variance of one
       model's score); sd_model (its square root); p_init, p_order (F tests of no effect);
-      mean, n_init, n_order.
+      mean, mean_lo, mean_hi (t interval of the table's mean, which accounts for models
+      sharing an init or an order seed; Satterthwaite degrees of freedom mean_df); n_init,
+      n_order.
     """
     y = np.asarray(table, np.float64)
     if y.ndim != 2 or min(y.shape) < 2 or not np.isfinite(y).all():
@@ -150,6 +156,17 @@ def decompose(table: np.ndarray, *, n_boot: int = 2000, alpha: float = 0.05, see
                      float(df_e * ms_e / sps.chi2.ppf(alpha / 2, df_e))),
     }
     out: dict[str, float] = {"mean": float(y.mean()), "n_init": a, "n_order": b}
+    # The mean over the table: Var = var_init / A + var_order / B + var_residual / (A B) from
+    # the truncated components = (sum of c_k MS_k) / (A B), where a factor's MS enters only
+    # if it exceeds MS_residual and MS_residual's coefficient is 1 - (factors entered);
+    # Satterthwaite degrees of freedom for that combination.
+    entered = [(ms, nu) for ms, nu in ((ms_a, a - 1), (ms_b, b - 1)) if ms > ms_e]
+    terms = [(1.0, ms, nu) for ms, nu in entered] + [(1.0 - len(entered), ms_e, df_e)]
+    combo = max(sum(c * ms for c, ms, _ in terms), 1e-300)
+    df_mean = combo ** 2 / max(sum((c * ms) ** 2 / nu for c, ms, nu in terms), 1e-300)
+    half = sps.t.ppf(1 - alpha / 2, max(df_mean, 1.0)) * np.sqrt(combo / (a * b))
+    out["mean_lo"], out["mean_hi"] = float(y.mean() - half), float(y.mean() + half)
+    out["mean_df"] = float(df_mean)
     q = [alpha / 2, 1 - alpha / 2]
     for k, name in enumerate(COMPONENTS):
         out[f"var_{name}"] = float(est[k])

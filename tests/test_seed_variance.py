@@ -34,11 +34,17 @@ def test_variance_intervals_keep_their_coverage_with_few_seeds(a, b):
     8 x 8 seeds (the shipped crossed study), by simulation under the model."""
     truth = (1.0, 0.25, 0.09)
     reps = 300
-    cover = np.zeros(3)
+    cover = np.zeros(4)
+    naive = 0
     for rep in range(reps):
-        out = sv.decompose(_crossed(a, b, *truth, seed=100 + rep), n_boot=2)
-        cover += [out[f"var_{n}_lo"] <= t <= out[f"var_{n}_hi"] for n, t in zip(sv.COMPONENTS, truth)]
+        y = _crossed(a, b, *truth, seed=100 + rep)
+        out = sv.decompose(y, n_boot=2)
+        cover += [*(out[f"var_{n}_lo"] <= t <= out[f"var_{n}_hi"] for n, t in zip(sv.COMPONENTS, truth)),
+                  out["mean_lo"] <= 0.5 <= out["mean_hi"]]  # the table's true mean
+        half = 1.96 * y.std(ddof=1) / np.sqrt(y.size)  # as if the a x b models were independent
+        naive += abs(y.mean() - 0.5) <= half
     assert np.all(cover / reps >= 0.90) and np.all(cover / reps <= 0.99), cover / reps
+    assert naive / reps < 0.8  # shared seeds: the independent-models interval is far too narrow
 
 
 def test_decompose_agrees_with_the_sums_of_squares_and_finds_no_effect_in_noise():
