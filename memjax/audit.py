@@ -406,8 +406,33 @@ def audit_table(
     return pd.DataFrame(rows)
 
 
-def audit_run(workdir: str | Path, scores: Sequence[str] = AUDIT_SCORES, **kwargs) -> "pd.DataFrame":
+def run_delta(workdir: str | Path) -> float:
+    """The delta to audit a run at: its `train.dp_delta` when set, else 1 / N for its N
+    training images (the accountant's default, `memjax.accounting`), from config.json.
+
+    Raises:
+      FileNotFoundError / ValueError: no config.json, or it does not record N.
+    """
+    import json
+
+    path = Path(workdir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; give --delta or audit a run directory")
+    record = json.loads(path.read_text())
+    dp_delta = record.get("config", {}).get("train", {}).get("dp_delta")
+    if dp_delta is not None:
+        return float(dp_delta)
+    n = record.get("data", {}).get("train", {}).get("n")
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"{path}: no training-set size (data.train.n); give delta explicitly")
+    return 1.0 / n
+
+
+def audit_run(workdir: str | Path, scores: Sequence[str] = AUDIT_SCORES, *,
+              delta: float | None = None, **kwargs) -> "pd.DataFrame":
     """`audit_table` of a finished run directory's models.csv (read only; nothing is written).
+
+    delta=None audits at `run_delta(workdir)` (the run's DP delta, else 1 / N).
 
     Raises:
       FileNotFoundError: no models.csv in `workdir` (run `memjax score` first).
@@ -417,4 +442,27 @@ def audit_run(workdir: str | Path, scores: Sequence[str] = AUDIT_SCORES, **kwarg
     path = Path(workdir) / "models.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; audit a scored run directory")
-    return audit_table(pd.read_csv(path), scores, **kwargs)
+    delta = run_delta(workdir) if delta is None else delta
+    return audit_table(pd.read_csv(path), scores, delta=delta, **kwargs)
+
+
+def audit_sweep(sweep_dir: str | Path, scores: Sequence[str] = AUDIT_SCORES, *,
+                delta: float | None = None, **kwargs) -> "pd.DataFrame":
+    """`audit_run` of every complete study of a sweep directory, with a `study` column, in
+    the order of its combined table; each study at its own `run_delta` unless `delta` is given.
+
+    Raises:
+      FileNotFoundError: no combined_models.csv (run or combine the sweep first).
+    """
+    import pandas as pd
+
+    sweep_dir = Path(sweep_dir)
+    combined = sweep_dir / "combined_models.csv"
+    if not combined.is_file():
+        raise FileNotFoundError(f"{combined}: missing; run `memjax sweep SPEC --out {sweep_dir}`")
+    studies = pd.read_csv(combined, usecols=["study"])["study"].drop_duplicates()
+    tables = [audit_run(sweep_dir / "studies" / str(name), scores, delta=delta, **kwargs)
+              .assign(study=name) for name in studies]
+    if not tables:
+        return pd.DataFrame()
+    return pd.concat(tables, ignore_index=True)

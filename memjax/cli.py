@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--no-progress", action="store_true")
     au = sub.add_parser("audit", help="audit a run: UF vs baseline as a membership test")
     au.add_argument("workdir", type=Path)
-    au.add_argument("--delta", type=float, default=1e-5)
+    au.add_argument("--delta", type=float, default=None,
+                    help="default: the run's train.dp_delta, else 1/N for its N training images")
     au.add_argument("--alpha", type=float, default=0.05, help="1 - confidence of the bound")
     au.add_argument("--out", type=Path, default=None, help="also write the table (CSV)")
     inf = sub.add_parser("influence", help="TracIn self-influence: canaries by SI; UF-image ranks")

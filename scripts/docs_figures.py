@@ -59,7 +59,7 @@ def trajectories(runs: Path, out: Path) -> list[str]:
 
 
 def dp(runs: Path, out: Path) -> list[str]:
-    from memjax.audit import audit_table
+    from memjax.audit import audit_sweep
     from memjax.sweep_plots import plot_dp_tradeoff
 
     d = runs / "dp"
@@ -67,9 +67,7 @@ def dp(runs: Path, out: Path) -> list[str]:
         return []
     models = pd.read_csv(d / "combined_models.csv")
     summary = pd.read_csv(d / "combined_summary.csv")
-    n_train = 1000  # the dp spec's data.n_train: delta = 1 / N
-    audit = pd.concat([audit_table(g, delta=1.0 / n_train).assign(study=s)
-                       for s, g in models.groupby("study", sort=False)])
+    audit = audit_sweep(d)  # each study at delta = 1 / N of its own training set
     plot_dp_tradeoff(models, audit, "M_score", path=out / "dp_tradeoff.png", summary=summary)
     return ["dp_tradeoff.png"]
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -163,8 +165,31 @@ def test_audit_run_reads_models_csv(tmp_path):
     df = pd.DataFrame({"condition": ["uf"] * 20 + ["baseline"] * 20, "valid": True,
                        "M2": np.r_[np.arange(20) + 100.0, np.arange(20.0)]})
     df.to_csv(tmp_path / "models.csv", index=False)
-    table = audit.audit_run(tmp_path, ["M2"])
+    with pytest.raises(FileNotFoundError, match="config.json"):  # delta from the run: none
+        audit.audit_run(tmp_path, ["M2"])
+    table = audit.audit_run(tmp_path, ["M2"], delta=1e-5)
     perfect = audit.eps_lb_perfect(20, 20, 1e-5, ALPHA, audit.n_tests(20, 20))
     assert table.loc[0, "eps_lb"] == pytest.approx(perfect)
     with pytest.raises(FileNotFoundError):
         audit.audit_run(tmp_path / "missing")
+    # By default the run's own delta: 1 / N, or its DP delta when set.
+    record = {"config": {"train": {"dp_delta": None}}, "data": {"train": {"n": 1000}}}
+    (tmp_path / "config.json").write_text(json.dumps(record))
+    assert audit.run_delta(tmp_path) == 1e-3
+    assert audit.audit_run(tmp_path, ["M2"]).loc[0, "delta"] == 1e-3
+    record["config"]["train"]["dp_delta"] = 1e-6
+    (tmp_path / "config.json").write_text(json.dumps(record))
+    assert audit.audit_run(tmp_path, ["M2"]).loc[0, "delta"] == 1e-6
+    (tmp_path / "config.json").write_text(json.dumps({"config": {}}))
+    with pytest.raises(ValueError, match="training-set size"):
+        audit.run_delta(tmp_path)
+
+
+def test_audit_sweep_audits_every_study_at_its_own_delta(tiny_sweep):
+    table = audit.audit_sweep(tiny_sweep, ["M_score", "M2"])
+    models = pd.read_csv(tiny_sweep / "combined_models.csv")
+    assert list(table["study"].drop_duplicates()) == list(models["study"].drop_duplicates())
+    assert len(table) == 2 * models["study"].nunique()
+    for study, g in table.groupby("study"):
+        assert (g["delta"] == audit.run_delta(tiny_sweep / "studies" / study)).all()
+    assert (table["delta"] < 1e-2).all()  # 1 / N of the tiny preset's training images
