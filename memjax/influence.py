@@ -439,12 +439,20 @@ def influence_canaries(cfg: StudyConfig, k: int, which: str = "top", *, seed: in
     res = run_influence(cfg, seed=seed, prep=prep, batch_size=batch_size, progress=progress)
     chosen = canaries_from_si(res.si, k, which)
     if path is not None:
-        from memjax.results import write_npz
-
-        write_npz(path, {"si": res.si, "example_index": prep.train.example_index,
-                         "labels": prep.train.labels, "epochs": np.asarray(res.epochs),
-                         "losses": res.run.losses, "canaries": chosen, "seed": np.asarray(seed)})
+        save_clean_si(path, res, prep, chosen, seed)
     return chosen
+
+
+def save_clean_si(path: str | Path, res: RunInfluence, prep, chosen: np.ndarray,
+                  seed: int) -> None:
+    """Atomically writes a clean run's SI: si [N], example_index [N], labels [N], epochs [T],
+    losses [E + 1], canaries [k], seed."""
+    from memjax.results import write_npz
+
+    write_npz(path, {"si": res.si, "example_index": prep.train.example_index,
+                     "labels": prep.train.labels, "epochs": np.asarray(res.epochs),
+                     "losses": res.run.losses, "canaries": np.asarray(chosen),
+                     "seed": np.asarray(seed)})
 
 
 def with_influence_canaries(cfg: StudyConfig, k: int, which: str = "top", *,

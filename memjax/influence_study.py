@@ -75,9 +75,11 @@ def run_influence_study(cfg: StudyConfig, out: str | Path, *, k: int = 1, which:
     out.mkdir(parents=True, exist_ok=True)
     prep = prep or prepare(cfg)
     n = len(prep.train)
-    chosen = I.influence_canaries(cfg, k, which, path=out / SI_FILE, prep=prep,
-                                  batch_size=batch_size, progress=progress)
-    clean_si = R.read_npz(out / SI_FILE)["si"]
+    I.canaries_from_si(np.zeros(n), k, which)  # check k and which before training
+    clean = I.run_influence(cfg, seed=0, prep=prep, batch_size=batch_size, progress=progress)
+    chosen = I.canaries_from_si(clean.si, k, which)
+    I.save_clean_si(out / SI_FILE, clean, prep, chosen, seed=0)
+    clean_si = clean.si
     if rank_at == "study":
         targets = list(dict.fromkeys(int(c) for c in prep.table["canary_index"]))
     else:
