@@ -117,6 +117,36 @@ def _mls_interval(ms_1: float, ms_2: float, nu_1: int, nu_2: int, c: float, alph
     return max(float(lower) / c, 0.0), max(float(upper) / c, 0.0)
 
 
+def mean_interval(table: np.ndarray, alpha: float = 0.05) -> dict[str, float]:
+    """The mean of a complete crossed table with its t interval and one-sided t test (mean > 0)
+    under the random-effects model, so models sharing an init or an order seed do not count
+    as independent.
+
+    Var(mean) = var_init / A + var_order / B + var_residual / (A B) from the truncated
+    components, i.e. (sum of c_k MS_k) / (A B), where a factor's MS enters only if it exceeds
+    MS_residual and MS_residual's coefficient is 1 - (factors entered); Satterthwaite degrees
+    of freedom for that combination.
+
+    Args:
+      table: [A, B] finite, A, B >= 2.
+    Returns:
+      mean, lo, hi, se, df, p_greater.
+    """
+    y = np.asarray(table, np.float64)
+    a, b = y.shape
+    ms_a, ms_b, ms_e = _mean_squares(y)
+    df_e = (a - 1) * (b - 1)
+    entered = [(ms, nu) for ms, nu in ((ms_a, a - 1), (ms_b, b - 1)) if ms > ms_e]
+    terms = [(1.0, ms, nu) for ms, nu in entered] + [(1.0 - len(entered), ms_e, df_e)]
+    combo = max(sum(c * ms for c, ms, _ in terms), 1e-300)
+    df = max(combo ** 2 / max(sum((c * ms) ** 2 / nu for c, ms, nu in terms), 1e-300), 1.0)
+    se = float(np.sqrt(combo / (a * b)))
+    mean = float(y.mean())
+    half = float(sps.t.ppf(1 - alpha / 2, df)) * se
+    return {"mean": mean, "lo": mean - half, "hi": mean + half, "se": se, "df": float(df),
+            "p_greater": float(sps.t.sf(mean / se, df)) if se > 0 else NAN}
+
+
 def decompose(table: np.ndarray, *, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
               ) -> dict[str, float]:
     """Random-effects variance components of a complete crossed table (see the module doc).
@@ -156,17 +186,8 @@ def decompose(table: np.ndarray, *, n_boot: int = 2000, alpha: float = 0.05, see
                      float(df_e * ms_e / sps.chi2.ppf(alpha / 2, df_e))),
     }
     out: dict[str, float] = {"mean": float(y.mean()), "n_init": a, "n_order": b}
-    # The mean over the table: Var = var_init / A + var_order / B + var_residual / (A B) from
-    # the truncated components = (sum of c_k MS_k) / (A B), where a factor's MS enters only
-    # if it exceeds MS_residual and MS_residual's coefficient is 1 - (factors entered);
-    # Satterthwaite degrees of freedom for that combination.
-    entered = [(ms, nu) for ms, nu in ((ms_a, a - 1), (ms_b, b - 1)) if ms > ms_e]
-    terms = [(1.0, ms, nu) for ms, nu in entered] + [(1.0 - len(entered), ms_e, df_e)]
-    combo = max(sum(c * ms for c, ms, _ in terms), 1e-300)
-    df_mean = combo ** 2 / max(sum((c * ms) ** 2 / nu for c, ms, nu in terms), 1e-300)
-    half = sps.t.ppf(1 - alpha / 2, max(df_mean, 1.0)) * np.sqrt(combo / (a * b))
-    out["mean_lo"], out["mean_hi"] = float(y.mean() - half), float(y.mean() + half)
-    out["mean_df"] = float(df_mean)
+    m = mean_interval(y, alpha)
+    out.update({"mean_lo": m["lo"], "mean_hi": m["hi"], "mean_df": m["df"]})
     q = [alpha / 2, 1 - alpha / 2]
     for k, name in enumerate(COMPONENTS):
         out[f"var_{name}"] = float(est[k])

@@ -354,6 +354,38 @@ def seed_clusters(table: "pd.DataFrame") -> np.ndarray | None:
     return (table["init_seed"].astype(str) + "/" + table["order_seed"].astype(str)).to_numpy()
 
 
+def crossed_seeds(table: "pd.DataFrame") -> tuple[np.ndarray, np.ndarray] | None:
+    """(init_seed [N], order_seed [N]) of the rows when they form a crossed design: one row per
+    (init, order) cell, at least 2 init and 2 order seeds, and some init seed met with several
+    order seeds (so rows share a seed without sharing both). None otherwise."""
+    if not {"init_seed", "order_seed"} <= set(table.columns) or len(table) < 4:
+        return None
+    init, order = table["init_seed"].to_numpy(), table["order_seed"].to_numpy()
+    cells = table[["init_seed", "order_seed"]]
+    if cells.duplicated().any() or min(np.unique(init).size, np.unique(order).size) < 2:
+        return None
+    if table.groupby("init_seed")["order_seed"].nunique().max() < 2:
+        return None
+    return init, order
+
+
+def _crossed_paired(paired: dict, d: np.ndarray, init: np.ndarray, order: np.ndarray
+                    ) -> tuple[dict, str]:
+    """`paired_compare`'s interval and p replaced by the crossed design's random-effects t
+    interval and one-sided t test of the mean difference (`seed_variance.mean_interval`),
+    over the complete init seeds; unchanged when no complete 2 x 2 table remains."""
+    from memjax.seed_variance import crossed_table, mean_interval
+
+    try:
+        table, _ = crossed_table(d, init, order)
+    except ValueError:
+        return paired, "pairs"
+    m = mean_interval(table)
+    return {**paired, "n_clusters": int(table.size), "pair_diff": m["mean"],
+            "pair_diff_lo": m["lo"], "pair_diff_hi": m["hi"], "wilcoxon_p": m["p_greater"]
+            }, "crossed random effects"
+
+
 def twin_pairs(table: "pd.DataFrame", *, condition_col: str = "condition", uf: str = "uf",
                baseline: str = "baseline", keys: tuple[str, ...] = PAIR_KEYS
                ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -544,7 +576,12 @@ def summarise(
     Returns:
       a DataFrame with a 'score' column and `compare`'s keys (clustered by `seed_clusters`
       where a seed holds several rows of a condition), then `paired_compare`'s keys over the
-      UF/baseline twins (`twin_pairs`; NaN when the table has none). Each score uses the
+      UF/baseline twins (`twin_pairs`; NaN when the table has none) and `paired_method`:
+      "pairs" (independent pairs), "seed clusters" (placements sharing a seed) or "crossed
+      random effects" (a crossed init x order design, `crossed_seeds`: the interval and the
+      p in pair_diff_lo/hi and wilcoxon_p are then the random-effects t interval and one-sided
+      t test of `seed_variance.mean_interval` over the n_clusters complete cells, since pairs
+      sharing an init or an order seed are not independent). Each score uses the
       same `seed`, so a score's row does not depend on which other scores are listed. When a
       condition has no rows, the UF-vs-baseline columns are NaN and the other condition's mean
       is still given.
@@ -561,8 +598,9 @@ def summarise(
     is_uf = (table[condition_col] == uf).to_numpy()
     is_base = (table[condition_col] == baseline).to_numpy()
     pairs = twin_pairs(table, condition_col=condition_col, uf=uf, baseline=baseline)
-    no_pairs = paired_compare(np.zeros(0), np.zeros(0), n_boot=1)
+    no_pairs = {**paired_compare(np.zeros(0), np.zeros(0), n_boot=1), "paired_method": ""}
     clusters = None if pairs is None else seed_clusters(table.iloc[pairs[0]])
+    crossed = None if pairs is None else crossed_seeds(table.iloc[pairs[0]])
     row_clusters = seed_clusters(table)
     by_group = {} if row_clusters is None else {"clusters_uf": row_clusters[is_uf],
                                                 "clusters_base": row_clusters[is_base]}
@@ -574,7 +612,11 @@ def summarise(
         if pairs is None:
             row.update(no_pairs)
         else:
-            row.update(paired_compare(col[pairs[0]], col[pairs[1]], clusters=clusters,
-                                      n_boot=n_boot, seed=seed + 1))
+            paired = paired_compare(col[pairs[0]], col[pairs[1]], clusters=clusters,
+                                    n_boot=n_boot, seed=seed + 1)
+            method = "pairs" if paired["n_clusters"] == paired["n_pairs"] else "seed clusters"
+            if crossed is not None:
+                paired, method = _crossed_paired(paired, col[pairs[0]] - col[pairs[1]], *crossed)
+            row.update(paired, paired_method=method)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -244,6 +244,7 @@ def test_summarise_clusters_the_pairs_of_a_seed_across_placements():
                              "lr_mult": 1.0, "S": s, "valid": True})
     row = stats.summarise(pd.DataFrame(rows), ["S"]).iloc[0]
     assert row["n_pairs"] == 24 and row["n_clusters"] == 6
+    assert row["paired_method"] == "seed clusters"
     assert row["wilcoxon_p"] >= 1 / 2**6
 
 
@@ -301,3 +302,38 @@ def test_summarise_unpaired_columns_cluster_shared_baselines():
         means["uf"], means["baseline"], alternative="greater").pvalue)
     plain = stats.compare(table.S[table.condition == "uf"], table.S[table.condition == "baseline"])
     assert row["mw_p"] > plain["mw_p"]
+
+
+def test_summarise_treats_a_crossed_design_with_the_random_effects_interval():
+    """8 init x 8 order seeds: pairs sharing an init seed share its effect on the difference,
+    so the 64 pairs are not independent; summarise uses the crossed design's t interval."""
+    from memjax.seed_variance import crossed_table, mean_interval
+
+    rng = np.random.default_rng(4)
+    init_effect = rng.normal(0.2, 0.3, 8)
+    rows = []
+    for i in range(8):
+        for j in range(8):
+            base = rng.normal()
+            d = init_effect[i] + rng.normal(0, 0.05)
+            for cond, s in (("uf", base + d), ("baseline", base)):
+                rows.append({"condition": cond, "init_seed": i, "order_seed": 100 + j,
+                             "placement": 0, "canary_index": 5, "lr_mult": 1.0, "S": s,
+                             "valid": True})
+    table = pd.DataFrame(rows)
+    row = stats.summarise(table, ["S"]).iloc[0]
+    assert row["paired_method"] == "crossed random effects"
+    uf = table[table.condition == "uf"]
+    base = table[table.condition == "baseline"]
+    d = uf["S"].to_numpy() - base["S"].to_numpy()
+    m = mean_interval(crossed_table(d, uf["init_seed"], uf["order_seed"])[0])
+    assert (row["pair_diff"], row["pair_diff_lo"], row["pair_diff_hi"], row["wilcoxon_p"]) == \
+        pytest.approx((m["mean"], m["lo"], m["hi"], m["p_greater"]))
+    assert row["n_pairs"] == 64 and row["n_clusters"] == 64
+    naive = stats.paired_compare(uf["S"].to_numpy(), base["S"].to_numpy())
+    assert row["pair_diff_hi"] - row["pair_diff_lo"] > 2 * (naive["pair_diff_hi"] - naive["pair_diff_lo"])
+    assert row["wilcoxon_p"] > naive["wilcoxon_p"]
+    # Independent pairs and placements keep their methods.
+    diagonal = table[table.init_seed + 100 == table.order_seed]  # seed s: init s, order s
+    assert stats.crossed_seeds(diagonal[diagonal.condition == "uf"]) is None
+    assert stats.summarise(table[table.order_seed == 100], ["S"]).iloc[0]["paired_method"] == "pairs"
