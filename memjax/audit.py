@@ -411,20 +411,22 @@ def run_delta(workdir: str | Path) -> float:
     training images (the accountant's default, `memjax.accounting`), from config.json.
 
     Raises:
-      FileNotFoundError / ValueError: no config.json, or it does not record N.
+      ResultsError: config.json is missing or unreadable (`results.read_record`), or records
+        neither a valid dp_delta nor the training-set size (data.train.n).
     """
-    import json
+    from memjax.results import ResultsError, read_record
 
-    path = Path(workdir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; give --delta or audit a run directory")
-    record = json.loads(path.read_text())
-    dp_delta = record.get("config", {}).get("train", {}).get("dp_delta")
-    if dp_delta is not None:
+    record = read_record(workdir)
+    train = record["config"].get("train")
+    dp_delta = train.get("dp_delta") if isinstance(train, dict) else None
+    if isinstance(dp_delta, (int, float)) and not isinstance(dp_delta, bool) and 0 < dp_delta < 1:
         return float(dp_delta)
-    n = record.get("data", {}).get("train", {}).get("n")
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"{path}: no training-set size (data.train.n); give delta explicitly")
+    data = record.get("data")
+    split = data.get("train") if isinstance(data, dict) else None
+    n = split.get("n") if isinstance(split, dict) else None
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ResultsError(f"{Path(workdir) / 'config.json'}: no training-set size (data.train.n) "
+                           "to audit at delta = 1/N; give delta explicitly")
     return 1.0 / n
 
 

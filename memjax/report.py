@@ -8,7 +8,8 @@ from memjax.results import RunResults
 
 REPORT_COLUMNS = ("score", "n_uf", "n_base", "mean_uf", "mean_base", "diff", "diff_lo", "diff_hi",
                   "auc", "mw_p", "frac_above", "frac_above_lo", "frac_above_hi", "n_pairs",
-                  "n_clusters", "pair_diff", "pair_diff_lo", "pair_diff_hi", "wilcoxon_p")
+                  "n_clusters", "pair_diff", "pair_diff_lo", "pair_diff_hi", "wilcoxon_p",
+                  "paired_method")
 
 
 def summary_markdown(summary: pd.DataFrame, columns=REPORT_COLUMNS) -> str:

@@ -189,6 +189,26 @@ class RunResults:
     arrays: dict[str, np.ndarray]
 
 
+def read_record(run_dir: str | os.PathLike) -> dict:
+    """The parsed config.json of a run directory (data only).
+
+    Raises:
+      ResultsError: the file is missing, not UTF-8 JSON, too deeply nested, or not an object
+        with a 'config' object.
+    """
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise ResultsError(f"{path}: missing; is {Path(run_dir)} a run directory?")
+    try:
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ResultsError(f"{path}: unreadable config, not valid JSON "
+                           f"({type(e).__name__}: {e})") from e
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise ResultsError(f"{path}: unreadable config, expected an object with a 'config' object")
+    return record
+
+
 def load(run_dir: str | os.PathLike) -> RunResults:
     """Loads a finished run directory for analysis (no training, no pickle).
 
@@ -207,14 +227,15 @@ def load(run_dir: str | os.PathLike) -> RunResults:
     return RunResults(
         path=run_dir,
         config=config,
-        models=_read_csv(run_dir / MODELS_CSV),
-        summary=_read_csv(run_dir / SUMMARY),
-        epochs=_read_csv(run_dir / EPOCHS),
+        models=read_table(run_dir / MODELS_CSV),
+        summary=read_table(run_dir / SUMMARY),
+        epochs=read_table(run_dir / EPOCHS),
         arrays=arrays,
     )
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV table of a run directory; ResultsError if it cannot be parsed."""
     try:
         return pd.read_csv(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:

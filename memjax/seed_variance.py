@@ -16,16 +16,17 @@ tell them apart). The method-of-moments (ANOVA) estimates are
 
 (negative estimates are set to 0), with F tests of "no init (order) effect". Intervals of the
 variances assume normal effects: the exact chi-square interval for var_residual and the
-modified large-sample (Graybill-Wang) interval for var_init and var_order (Burdick & Graybill,
-"Confidence Intervals on Variance Components", 1992, ch. 3), which keeps close to its nominal
-coverage even with few seeds (tested by simulation). Intervals of the shares come from the
+modified large-sample interval for a difference of mean squares (Ting, Burdick, Graybill,
+Jeyaratnam & Lu 1990; Burdick & Graybill, "Confidence Intervals on Variance Components",
+1992, ch. 3) for var_init and var_order, which keeps close to its nominal coverage even with
+few seeds (tested by simulation). Intervals of the shares come from the
 pigeonhole bootstrap (Owen, Ann. Appl. Stat. 2007): init seeds and order seeds resampled with
 replacement independently, the table re-indexed by both; it is biased towards smaller
 between-seed variances with few seeds, so read the share intervals as rough.
 
 The interval of the table's mean (for the UF-minus-twin difference: the memorisation effect)
 uses the same components, so models sharing an init or an order seed are not counted as
-independent (the paired statistics of `memjax.stats` cluster by the (init, order) pair only).
+independent; `memjax.stats.summarise` uses it for the paired statistics of a crossed study.
 
 These give what a study needs to plan its population: the variance of one model's score, the
 standard error of the population mean for any A x B (`mean_se`), and the number of seeds for
@@ -46,14 +47,16 @@ COMPONENTS = ("init", "order", "residual")
 
 
 def crossed_table(values: np.ndarray, init: np.ndarray, order: np.ndarray
-                  ) -> tuple[np.ndarray, int]:
+                  ) -> tuple[np.ndarray, int, int]:
     """The complete A x B table of a crossed design.
 
     Args:
       values: [N] one score per model; init, order: [N] its init and data-order seed.
     Returns:
-      (table [A, B], init seeds dropped): rows are init seeds, columns order seeds. An init
-      seed with a missing or non-finite cell is dropped (so a diverged model costs its row).
+      (table [A, B], init seeds dropped, order seeds dropped): rows are init seeds, columns
+      order seeds. Missing or non-finite cells (a diverged model) are removed by dropping,
+      one at a time, the init or order seed with the largest share of missing cells (an init
+      seed on ties), until the table is complete.
     Raises:
       ValueError: lengths differ, a cell holds two models, or fewer than 2 x 2 cells remain.
     """
@@ -68,15 +71,25 @@ def crossed_table(values: np.ndarray, init: np.ndarray, order: np.ndarray
     np.add.at(counts, (r, c), 1)
     if counts.max(initial=0) > 1:
         raise ValueError("crossed_table: some (init seed, order seed) cell holds several models; "
-                         "select one condition and one placement first")
+                         "select one condition and one placement (or average them) first")
     table = np.full((rows.size, cols.size), np.nan)
     table[r, c] = values
-    complete = np.isfinite(table).all(axis=1)
-    table = table[complete]
-    if table.shape[0] < 2 or table.shape[1] < 2:
-        raise ValueError(f"crossed_table: {table.shape[0]} complete init seeds x {table.shape[1]} "
-                         "order seeds; the decomposition needs at least 2 x 2")
-    return table, int((~complete).sum())
+    keep_r, keep_c = np.ones(rows.size, bool), np.ones(cols.size, bool)
+    while keep_r.sum() >= 2 and keep_c.sum() >= 2:
+        missing = ~np.isfinite(table[np.ix_(keep_r, keep_c)])
+        if not missing.any():
+            break
+        by_row, by_col = missing.mean(axis=1), missing.mean(axis=0)
+        if by_row.max() >= by_col.max():
+            keep_r[np.flatnonzero(keep_r)[by_row.argmax()]] = False
+        else:
+            keep_c[np.flatnonzero(keep_c)[by_col.argmax()]] = False
+    table = table[np.ix_(keep_r, keep_c)]
+    if table.shape[0] < 2 or table.shape[1] < 2 or not np.isfinite(table).all():
+        raise ValueError(f"crossed_table: no complete table of at least 2 x 2 seeds "
+                         f"({rows.size} init x {cols.size} order seeds, "
+                         f"{int((~np.isfinite(values)).sum())} non-finite values)")
+    return table, int((~keep_r).sum()), int((~keep_c).sum())
 
 
 def _mean_squares(y: np.ndarray) -> tuple[float, float, float]:
@@ -102,7 +115,8 @@ def _components(y: np.ndarray) -> np.ndarray:
 def _mls_interval(ms_1: float, ms_2: float, nu_1: int, nu_2: int, c: float, alpha: float
                   ) -> tuple[float, float]:
     """Modified large-sample interval of (ms_1 - ms_2) / c, with ms_1 on nu_1 and ms_2 on nu_2
-    degrees of freedom (Graybill-Wang; Burdick & Graybill 1992, eqs. 3.7-3.8), lower end at 0."""
+    degrees of freedom (the MLS interval of Ting et al. 1990, in Burdick & Graybill 1992,
+    ch. 3), both ends at least 0. With ms_2 = 0 it is the exact chi-square interval of ms_1 / c."""
     f = sps.f.ppf
     f_inf = lambda q, nu: sps.chi2.ppf(q, nu) / nu  # noqa: E731  (F with infinite denominator)
     hi_q, lo_q = 1 - alpha / 2, alpha / 2
@@ -130,7 +144,8 @@ def mean_interval(table: np.ndarray, alpha: float = 0.05) -> dict[str, float]:
     Args:
       table: [A, B] finite, A, B >= 2.
     Returns:
-      mean, lo, hi, se, df, p_greater.
+      mean, lo, hi, se, df, p_greater; a table with no variance at all gives se 0, the
+      interval [mean, mean] and p NaN.
     """
     y = np.asarray(table, np.float64)
     a, b = y.shape
@@ -138,13 +153,15 @@ def mean_interval(table: np.ndarray, alpha: float = 0.05) -> dict[str, float]:
     df_e = (a - 1) * (b - 1)
     entered = [(ms, nu) for ms, nu in ((ms_a, a - 1), (ms_b, b - 1)) if ms > ms_e]
     terms = [(1.0, ms, nu) for ms, nu in entered] + [(1.0 - len(entered), ms_e, df_e)]
-    combo = max(sum(c * ms for c, ms, _ in terms), 1e-300)
-    df = max(combo ** 2 / max(sum((c * ms) ** 2 / nu for c, ms, nu in terms), 1e-300), 1.0)
-    se = float(np.sqrt(combo / (a * b)))
+    combo = sum(c * ms for c, ms, _ in terms)
     mean = float(y.mean())
+    if not combo > 1e-12 * max(float(np.mean(y ** 2)), 1e-300):  # no variance beyond rounding
+        return {"mean": mean, "lo": mean, "hi": mean, "se": 0.0, "df": NAN, "p_greater": NAN}
+    df = max(combo ** 2 / sum((c * ms) ** 2 / nu for c, ms, nu in terms if c), 1.0)
+    se = float(np.sqrt(combo / (a * b)))
     half = float(sps.t.ppf(1 - alpha / 2, df)) * se
     return {"mean": mean, "lo": mean - half, "hi": mean + half, "se": se, "df": float(df),
-            "p_greater": float(sps.t.sf(mean / se, df)) if se > 0 else NAN}
+            "p_greater": float(sps.t.sf(mean / se, df))}
 
 
 def decompose(table: np.ndarray, *, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
@@ -244,40 +261,41 @@ def crossed_decomposition(models: "pd.DataFrame", scores: tuple[str, ...] = ("M_
                           *, n_boot: int = 2000, seed: int = 0) -> "pd.DataFrame":
     """`decompose` of every crossed study in a (combined) models table.
 
-    Per study whose models vary in both seeds and hold one model per (init, order, condition,
-    placement), and per score: the decomposition of the UF models' score, the baseline
-    models' score, and the UF-minus-twin difference (one pair per cell). Rows: study, score,
-    of ('uf', 'baseline', 'uf-baseline'), n_dropped_init (init seeds dropped for a missing
-    or invalid cell), then `decompose`'s keys. Studies that are not crossed are skipped.
+    Per study whose valid models form a crossed design (`stats.crossed_seeds`) with one canary
+    placement, and per score: the decomposition of the UF models' score, the baseline models'
+    score, and the UF-minus-twin difference. Rows: study, score, of ('uf', 'baseline',
+    'uf-baseline'), n_dropped_init, n_dropped_order (seeds dropped for missing or invalid
+    cells, `crossed_table`), then `decompose`'s keys. Other studies are skipped.
     """
     import pandas as pd
+
+    from memjax.stats import crossed_seeds
 
     rows = []
     models = models[models["valid"].astype(bool)] if "valid" in models else models
     studies = models.groupby("study", sort=False) if "study" in models else [("", models)]
     for study, g in studies:
-        if g["init_seed"].nunique() < 2 or g["order_seed"].nunique() < 2:
-            continue
         if "placement" in g and g["placement"].nunique() > 1:
-            continue  # several placements per cell: not a plain crossed table
-        uf = g[g["condition"] == "uf"].set_index(["init_seed", "order_seed"])
+            continue  # several placements per cell: the UF score varies by canary too
+        uf = g[g["condition"] == "uf"]
+        if crossed_seeds(uf) is None:
+            continue
+        uf = uf.set_index(["init_seed", "order_seed"])
         base = g[g["condition"] == "baseline"].set_index(["init_seed", "order_seed"])
-        if not (uf.index.is_unique and base.index.is_unique):
+        if not base.index.is_unique:
             continue
         for score in scores:
             parts = {"uf": uf[score], "baseline": base[score]}
             if len(base):
                 parts["uf-baseline"] = (uf[score] - base[score]).dropna()
             for of, s in parts.items():
-                if len(s) < 4:
-                    continue
                 init = s.index.get_level_values("init_seed").to_numpy()
                 order = s.index.get_level_values("order_seed").to_numpy()
                 try:
-                    table, dropped = crossed_table(s.to_numpy(), init, order)
+                    table, drop_init, drop_order = crossed_table(s.to_numpy(), init, order)
                 except ValueError:
                     continue
                 rows.append({"study": study, "score": score, "of": of,
-                             "n_dropped_init": dropped,
+                             "n_dropped_init": drop_init, "n_dropped_order": drop_order,
                              **decompose(table, n_boot=n_boot, seed=seed)})
     return pd.DataFrame(rows)

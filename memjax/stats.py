@@ -159,9 +159,10 @@ def compare(
     (e.g. the seeds, `seed_clusters`) of each row. When some group holds several rows of one
     condition, the intervals resample groups (each condition apart, as the unclustered
     bootstrap resamples models apart), the Mann-Whitney test compares the groups' mean scores
-    (each independent unit counts once) and the interval of frac_above resamples groups (never
-    narrower than the Clopper-Pearson interval over rows). AUC
-    and base_p95 stay row-level point estimates. Without repeated groups the result is exactly
+    (each independent unit counts once; mw_U is then over group means, so it no longer equals
+    auc x n_uf x n_base) and the interval of frac_above resamples groups (never narrower than
+    the Clopper-Pearson interval over rows). AUC and base_p95 stay row-level point estimates;
+    with fewer than 2 groups in a condition its intervals are NaN. Without repeated groups the result is exactly
     the unclustered one.
 
     Args:
@@ -208,6 +209,20 @@ def compare(
     return out
 
 
+def _cluster_bootstrap(values: np.ndarray, codes: np.ndarray, n_boot: int,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster bootstrap of a pooled mean: (the means of `n_boot` resamples of the clusters
+    present in `codes`, with replacement, each taking all its rows [n_boot]; the clusters'
+    own means [C]). Fewer than 2 clusters give NaN resamples (no interval from one unit)."""
+    ids, codes = np.unique(codes, return_inverse=True)
+    sums = np.bincount(codes, weights=values, minlength=ids.size)
+    counts = np.bincount(codes, minlength=ids.size).astype(np.float64)
+    if ids.size < 2:
+        return np.full(n_boot, NAN), sums / counts
+    draws = rng.integers(0, ids.size, (n_boot, ids.size))
+    return sums[draws].sum(axis=1) / counts[draws].sum(axis=1), sums / counts
+
+
 def _compare_clustered(uf: np.ndarray, base: np.ndarray, clusters_uf: np.ndarray,
                        clusters_base: np.ndarray, *, n_boot: int, alpha: float, seed: int
                        ) -> dict[str, float]:
@@ -232,22 +247,17 @@ def _compare_clustered(uf: np.ndarray, base: np.ndarray, clusters_uf: np.ndarray
     if np.bincount(c_uf, minlength=n_c).max(initial=0) <= 1 and \
             np.bincount(c_base, minlength=n_c).max(initial=0) <= 1:
         return out  # one row per group and condition: nothing to cluster
-    s_uf = np.bincount(c_uf, weights=uf, minlength=n_c)
-    n_uf = np.bincount(c_uf, minlength=n_c).astype(np.float64)
-    s_base = np.bincount(c_base, weights=base, minlength=n_c)
-    n_base = np.bincount(c_base, minlength=n_c).astype(np.float64)
-    # The two conditions resample their groups apart, as the unclustered `compare` resamples
-    # its two groups apart: the unpaired columns ignore the pairing (the paired ones use it).
+    # The two conditions resample their own groups apart, as the unclustered `compare`
+    # resamples its two groups apart: the unpaired columns ignore the pairing (the paired
+    # ones use it).
     rng = np.random.default_rng(seed)
-    draws, draws_base = rng.integers(0, n_c, (2, n_boot, n_c))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        boot_uf = s_uf[draws].sum(axis=1) / n_uf[draws].sum(axis=1)
-        boot_base = s_base[draws_base].sum(axis=1) / n_base[draws_base].sum(axis=1)
 
     def interval(samples: np.ndarray) -> tuple[float, float]:
         samples = samples[np.isfinite(samples)]
         return _percentiles(samples, alpha) if samples.size else (NAN, NAN)
 
+    boot_uf, means_uf = _cluster_bootstrap(uf, c_uf, n_boot, rng)
+    boot_base, means_base = _cluster_bootstrap(base, c_base, n_boot, rng)
     if uf.size:
         out["mean_uf_lo"], out["mean_uf_hi"] = interval(boot_uf)
     if base.size:
@@ -256,16 +266,15 @@ def _compare_clustered(uf: np.ndarray, base: np.ndarray, clusters_uf: np.ndarray
         out["diff_lo"], out["diff_hi"] = interval(boot_uf - boot_base)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            mw = sps.mannwhitneyu(s_uf[n_uf > 0] / n_uf[n_uf > 0],
-                                  s_base[n_base > 0] / n_base[n_base > 0], alternative="greater")
+            mw = sps.mannwhitneyu(means_uf, means_base, alternative="greater")
         out["mw_U"], out["mw_p"] = float(mw.statistic), float(mw.pvalue)
-        above = np.bincount(c_uf, weights=(uf > out["base_p95"]).astype(np.float64), minlength=n_c)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            lo, hi = interval(above[draws].sum(axis=1) / n_uf[draws].sum(axis=1))
+        boot_above, _ = _cluster_bootstrap((uf > out["base_p95"]).astype(np.float64), c_uf,
+                                           n_boot, rng)
+        lo, hi = interval(boot_above)
         # A percentile bootstrap of a small share can be narrower than the exact interval
         # that already treats every row as independent: keep the wider of the two.
-        out["frac_above_lo"] = min(lo, out["frac_above_lo"])
-        out["frac_above_hi"] = max(hi, out["frac_above_hi"])
+        out["frac_above_lo"] = float(np.fmin(lo, out["frac_above_lo"]))
+        out["frac_above_hi"] = float(np.fmax(hi, out["frac_above_hi"]))
     return out
 
 
@@ -317,16 +326,11 @@ def paired_compare(
             d, n_boot=n_boot, alpha=alpha, seed=seed)
         units = d
     else:
-        n_c = int(codes.max()) + 1
-        sums = np.bincount(codes, weights=d, minlength=n_c)
-        counts = np.bincount(codes, minlength=n_c).astype(np.float64)
-        rng = np.random.default_rng(seed)
-        draws = rng.integers(0, n_c, (n_boot, n_c))
-        boot = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
-        out["n_clusters"] = n_c
+        boot, units = _cluster_bootstrap(d, codes, n_boot, np.random.default_rng(seed))
+        out["n_clusters"] = int(units.size)
         out["pair_diff"] = float(d.mean())
-        out["pair_diff_lo"], out["pair_diff_hi"] = _percentiles(boot, alpha)
-        units = sums / counts
+        out["pair_diff_lo"], out["pair_diff_hi"] = (
+            _percentiles(boot, alpha) if units.size >= 2 else (NAN, NAN))
     out["pair_frac_pos"] = float(np.mean(d > 0)) if d.size else NAN
     if np.any(units != 0):
         with warnings.catch_warnings():
@@ -346,8 +350,9 @@ def seed_clusters(table: "pd.DataFrame") -> np.ndarray | None:
     """The independent unit of each row for the statistics: its (init_seed, order_seed).
 
     The pairs of one seed pair share their baseline network whatever the canary placement,
-    so they are one cluster (for the paired and the unpaired statistics). Dependence through a shared init seed alone (or a shared data
-    order alone, as in a crossed design) is not modelled. None without the seed columns.
+    so they are one cluster (for the paired and the unpaired statistics). Dependence through a
+    shared init seed alone (or a shared data order alone) is the crossed design's, handled by
+    `crossed_seeds` in `summarise`. None without the seed columns.
     """
     if not {"init_seed", "order_seed"} <= set(table.columns):
         return None
@@ -355,14 +360,14 @@ def seed_clusters(table: "pd.DataFrame") -> np.ndarray | None:
 
 
 def crossed_seeds(table: "pd.DataFrame") -> tuple[np.ndarray, np.ndarray] | None:
-    """(init_seed [N], order_seed [N]) of the rows when they form a crossed design: one row per
-    (init, order) cell, at least 2 init and 2 order seeds, and some init seed met with several
-    order seeds (so rows share a seed without sharing both). None otherwise."""
+    """(init_seed [N], order_seed [N]) of the rows when they form a crossed design: at least 2
+    init and 2 order seeds, and some init seed met with several order seeds (so rows share a
+    seed without sharing both). Several rows per (init, order) cell (canary placements) are
+    allowed. None otherwise, e.g. for seed_mode "same", "init" or "order"."""
     if not {"init_seed", "order_seed"} <= set(table.columns) or len(table) < 4:
         return None
     init, order = table["init_seed"].to_numpy(), table["order_seed"].to_numpy()
-    cells = table[["init_seed", "order_seed"]]
-    if cells.duplicated().any() or min(np.unique(init).size, np.unique(order).size) < 2:
+    if min(np.unique(init).size, np.unique(order).size) < 2:
         return None
     if table.groupby("init_seed")["order_seed"].nunique().max() < 2:
         return None
@@ -371,18 +376,33 @@ def crossed_seeds(table: "pd.DataFrame") -> tuple[np.ndarray, np.ndarray] | None
 
 def _crossed_paired(paired: dict, d: np.ndarray, init: np.ndarray, order: np.ndarray
                     ) -> tuple[dict, str]:
-    """`paired_compare`'s interval and p replaced by the crossed design's random-effects t
-    interval and one-sided t test of the mean difference (`seed_variance.mean_interval`),
-    over the complete init seeds; unchanged when no complete 2 x 2 table remains."""
+    """Paired statistics of a crossed design: the UF-minus-twin differences d [N] averaged per
+    (init, order) cell, the complete table of cells (`seed_variance.crossed_table`), and its
+    random-effects t interval and one-sided t test (`seed_variance.mean_interval`).
+
+    n_pairs and pair_frac_pos then count the table's cells, and n_clusters is the effective
+    number of independent units (the Satterthwaite degrees of freedom + 1). With no complete
+    2 x 2 table the interval and p are NaN ("crossed (incomplete)"): the pairs are never
+    silently treated as independent.
+    """
+    import pandas as pd
+
     from memjax.seed_variance import crossed_table, mean_interval
 
+    keep = np.isfinite(d)
+    cells = pd.DataFrame({"d": d[keep], "i": init[keep], "o": order[keep]}).groupby(
+        ["i", "o"], as_index=False)["d"].mean()
     try:
-        table, _ = crossed_table(d, init, order)
+        table, _, _ = crossed_table(cells["d"].to_numpy(), cells["i"].to_numpy(),
+                                    cells["o"].to_numpy())
     except ValueError:
-        return paired, "pairs"
+        return {**paired, "n_clusters": 0, "pair_diff_lo": NAN, "pair_diff_hi": NAN,
+                "wilcoxon_p": NAN}, "crossed (incomplete)"
     m = mean_interval(table)
-    return {**paired, "n_clusters": int(table.size), "pair_diff": m["mean"],
-            "pair_diff_lo": m["lo"], "pair_diff_hi": m["hi"], "wilcoxon_p": m["p_greater"]
+    return {**paired, "n_pairs": int(table.size),
+            "n_clusters": int(round(m["df"] + 1)) if np.isfinite(m["df"]) else int(table.size),
+            "pair_diff": m["mean"], "pair_diff_lo": m["lo"], "pair_diff_hi": m["hi"],
+            "pair_frac_pos": float(np.mean(table > 0)), "wilcoxon_p": m["p_greater"]
             }, "crossed random effects"
 
 
@@ -578,10 +598,10 @@ def summarise(
       where a seed holds several rows of a condition), then `paired_compare`'s keys over the
       UF/baseline twins (`twin_pairs`; NaN when the table has none) and `paired_method`:
       "pairs" (independent pairs), "seed clusters" (placements sharing a seed) or "crossed
-      random effects" (a crossed init x order design, `crossed_seeds`: the interval and the
-      p in pair_diff_lo/hi and wilcoxon_p are then the random-effects t interval and one-sided
-      t test of `seed_variance.mean_interval` over the n_clusters complete cells, since pairs
-      sharing an init or an order seed are not independent). Each score uses the
+      random effects" (a crossed init x order design, `crossed_seeds`: pairs sharing an init
+      or an order seed are not independent, so pair_diff, its interval and wilcoxon_p are the
+      random-effects mean, t interval and one-sided t test of `_crossed_paired`), or "crossed
+      (incomplete)" (no complete 2 x 2 table of seeds: no interval, no p). Each score uses the
       same `seed`, so a score's row does not depend on which other scores are listed. When a
       condition has no rows, the UF-vs-baseline columns are NaN and the other condition's mean
       is still given.

@@ -6,7 +6,6 @@ when the run directory already holds a trained population of the same config.
 """
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import time
@@ -148,10 +147,10 @@ def read_config(workdir: str | Path) -> StudyConfig:
     path = Path(workdir) / R.CONFIG
     if not path.is_file():
         raise R.ResultsError(f"{path}: missing; run `memjax train` first")
+    record = R.read_record(workdir)
     try:
-        record = json.loads(path.read_text())
         return from_dict(StudyConfig, record["config"])
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as e:
+    except (KeyError, TypeError, RecursionError) as e:
         raise R.ResultsError(f"{path}: unreadable config ({type(e).__name__}: {e})") from e
 
 
@@ -332,18 +331,23 @@ def resummarise(workdir: str | Path) -> R.RunResults:
     wall times. The manifest is removed first, so an interrupted call leaves a run that
     `memjax check` reports incomplete, and rewritten last.
 
+    Needs only config.json and models.csv, so it also rebuilds a lost summary.csv.
+
     Raises:
-      ResultsError: the run is not scored (no models.csv or summary.csv) or a file is corrupt.
+      ResultsError: the run is not scored (no models.csv) or a file is corrupt.
     """
     import re
 
     workdir = Path(workdir)
-    results = R.load(workdir)
     cfg = read_config(workdir)
+    if not (workdir / R.MODELS_CSV).is_file():
+        raise R.ResultsError(f"{workdir / R.MODELS_CSV}: missing; score the run first "
+                             f"(memjax score {workdir})")
+    models = R.read_table(workdir / R.MODELS_CSV)
     old = (workdir / R.REPORT).read_text() if (workdir / R.REPORT).is_file() else ""
     timings = {k: float(v) for k, v in re.findall(r"(train_seconds|score_seconds) ([0-9.]+|nan) s", old)}
     (workdir / R.MANIFEST).unlink(missing_ok=True)
-    return _write_summary(workdir, cfg, results.models, timings)
+    return _write_summary(workdir, cfg, models, timings)
 
 
 def _dp_epsilons(cfg: StudyConfig, n_train: int, epochs_trained: pd.Series) -> np.ndarray:

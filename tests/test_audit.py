@@ -165,7 +165,9 @@ def test_audit_run_reads_models_csv(tmp_path):
     df = pd.DataFrame({"condition": ["uf"] * 20 + ["baseline"] * 20, "valid": True,
                        "M2": np.r_[np.arange(20) + 100.0, np.arange(20.0)]})
     df.to_csv(tmp_path / "models.csv", index=False)
-    with pytest.raises(FileNotFoundError, match="config.json"):  # delta from the run: none
+    from memjax.results import ResultsError
+
+    with pytest.raises(ResultsError, match="config.json"):  # delta from the run: none
         audit.audit_run(tmp_path, ["M2"])
     table = audit.audit_run(tmp_path, ["M2"], delta=1e-5)
     perfect = audit.eps_lb_perfect(20, 20, 1e-5, ALPHA, audit.n_tests(20, 20))
@@ -180,9 +182,14 @@ def test_audit_run_reads_models_csv(tmp_path):
     record["config"]["train"]["dp_delta"] = 1e-6
     (tmp_path / "config.json").write_text(json.dumps(record))
     assert audit.audit_run(tmp_path, ["M2"]).loc[0, "delta"] == 1e-6
-    (tmp_path / "config.json").write_text(json.dumps({"config": {}}))
-    with pytest.raises(ValueError, match="training-set size"):
-        audit.run_delta(tmp_path)
+    for bad in ({"config": {}}, {"config": {"train": []}, "data": {"train": {"n": "many"}}}):
+        (tmp_path / "config.json").write_text(json.dumps(bad))
+        with pytest.raises(ResultsError, match="training-set size"):
+            audit.run_delta(tmp_path)
+    for raw in (b"[]", b"\xff\xfe", b"[" * 100_000, b'{"config": [1]}'):
+        (tmp_path / "config.json").write_bytes(raw)
+        with pytest.raises(ResultsError, match="config.json"):
+            audit.run_delta(tmp_path)
 
 
 def test_audit_sweep_audits_every_study_at_its_own_delta(tiny_sweep):

@@ -122,7 +122,7 @@ CONFIG_JSON_CASES = {
     "class injection": ({"config": {**to_dict(tiny()), "__class__": "StudyConfig"}}, "__class__"),
     "wrong type": ({"config": {**to_dict(tiny()), "train": {"epochs": "two"}}}, "epochs"),
     "section not an object": ({"config": {**to_dict(tiny()), "population": [1]}}, "mapping"),
-    "config not an object": ({"config": 5}, "mapping"),
+    "config not an object": ({"config": 5}, "'config' object"),
     "no config": ({"n_models": 4}, "config"),
     "a list": ([1, 2], "unreadable config"),
 }

@@ -19,7 +19,6 @@ def test_decompose_recovers_known_components_and_covers_them():
     out = sv.decompose(y, n_boot=500, seed=1)
     for name, var in truth.items():
         assert out[f"var_{name}"] == pytest.approx(var, rel=0.5), name
-        assert out[f"var_{name}_lo"] <= out[f"var_{name}"] <= out[f"var_{name}_hi"], name
         assert out[f"share_{name}_lo"] <= out[f"share_{name}"] <= out[f"share_{name}_hi"], name
     assert sum(out[f"share_{n}"] for n in sv.COMPONENTS) == pytest.approx(1.0)
     assert out["share_init"] > out["share_order"] > out["share_residual"]
@@ -64,20 +63,47 @@ def test_decompose_agrees_with_the_sums_of_squares_and_finds_no_effect_in_noise(
         sv.decompose(y[:1])  # one init seed
 
 
-def test_crossed_table_drops_incomplete_init_seeds_and_refuses_ambiguous_cells():
+def test_crossed_table_drops_the_seeds_of_missing_cells_and_refuses_ambiguous_cells():
     init = np.repeat(np.arange(4), 3)
     order = np.tile(np.arange(3), 4)
     values = np.arange(12.0)
     values[4] = np.nan  # init seed 1, order seed 1: a diverged model
-    table, dropped = sv.crossed_table(values, init, order)
-    assert dropped == 1 and table.shape == (3, 3)
+    table, drop_init, drop_order = sv.crossed_table(values, init, order)
+    assert (drop_init, drop_order) == (1, 0) and table.shape == (3, 3)
     np.testing.assert_array_equal(table[1], [6.0, 7.0, 8.0])
-    table, dropped = sv.crossed_table(values[:-1], init[:-1], order[:-1])  # a missing cell
-    assert dropped == 2 and table.shape == (2, 3)
+    table, drop_init, _ = sv.crossed_table(values[:-1], init[:-1], order[:-1])  # a missing cell
+    assert drop_init == 2 and table.shape == (2, 3)
+    # One diverged model per init seed (the diagonal of 4 x 4): dropping whole init seeds
+    # would leave nothing; dropping init and order seeds keeps a complete table.
+    diag = np.arange(16.0)
+    diag[[0, 5, 10, 15]] = np.nan
+    table, drop_init, drop_order = sv.crossed_table(diag, np.repeat(np.arange(4), 4),
+                                                    np.tile(np.arange(4), 4))
+    assert np.isfinite(table).all() and min(table.shape) >= 2
+    assert table.shape == (4 - drop_init, 4 - drop_order)
     with pytest.raises(ValueError, match="several models"):
         sv.crossed_table(np.r_[values, 1.0], np.r_[init, 0], np.r_[order, 0])
     with pytest.raises(ValueError, match="2 x 2"):
         sv.crossed_table(values[:3], init[:3], order[:3])
+
+
+def test_mls_interval_is_the_exact_chi_square_interval_without_a_subtracted_term():
+    from scipy import stats as sps
+
+    for nu in (3, 63, 7):
+        lo, hi = sv._mls_interval(2.0, 0.0, nu, 49, 4.0, 0.05)
+        assert lo == pytest.approx(nu * 2.0 / sps.chi2.ppf(0.975, nu) / 4.0)
+        assert hi == pytest.approx(nu * 2.0 / sps.chi2.ppf(0.025, nu) / 4.0)
+    # Subtracting a mean square moves the interval down (nu = 7 above), never below 0.
+    lo2, hi2 = sv._mls_interval(2.0, 1.5, 7, 49, 4.0, 0.05)
+    assert 0.0 <= lo2 < lo and hi2 < hi
+
+
+def test_mean_interval_of_a_table_without_variance_has_no_p():
+    out = sv.mean_interval(np.full((3, 4), 0.2))
+    assert out["se"] == 0.0 and out["lo"] == out["hi"] == pytest.approx(0.2)
+    assert sv.mean_interval(np.full((3, 4), 0.2) + np.eye(3, 4) * 1e-3)["p_greater"] < 1e-3
+    assert np.isnan(out["p_greater"])
 
 
 def test_seeds_needed_is_the_first_n_whose_t_interval_is_narrow_enough():
@@ -116,6 +142,7 @@ def test_crossed_decomposition_of_a_models_table():
     assert set(table["study"]) == {"crossed"}
     by = table.set_index("of")
     assert by.loc["uf", "n_dropped_init"] == 1 and by.loc["uf", "n_init"] == 5
+    assert by.loc["uf", "n_dropped_order"] == 0 and by.loc["uf", "n_order"] == 5
     assert by.loc["baseline", "n_dropped_init"] == 0 and by.loc["baseline", "n_init"] == 6
     # The twin shares both seeds: the difference has almost no init or order variance.
     assert by.loc["uf-baseline", "var_init"] < 0.1 * by.loc["baseline", "var_init"]

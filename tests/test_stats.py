@@ -329,7 +329,7 @@ def test_summarise_treats_a_crossed_design_with_the_random_effects_interval():
     m = mean_interval(crossed_table(d, uf["init_seed"], uf["order_seed"])[0])
     assert (row["pair_diff"], row["pair_diff_lo"], row["pair_diff_hi"], row["wilcoxon_p"]) == \
         pytest.approx((m["mean"], m["lo"], m["hi"], m["p_greater"]))
-    assert row["n_pairs"] == 64 and row["n_clusters"] == 64
+    assert row["n_pairs"] == 64 and row["n_clusters"] == round(m["df"] + 1) < 64
     naive = stats.paired_compare(uf["S"].to_numpy(), base["S"].to_numpy())
     assert row["pair_diff_hi"] - row["pair_diff_lo"] > 2 * (naive["pair_diff_hi"] - naive["pair_diff_lo"])
     assert row["wilcoxon_p"] > naive["wilcoxon_p"]
@@ -337,3 +337,36 @@ def test_summarise_treats_a_crossed_design_with_the_random_effects_interval():
     diagonal = table[table.init_seed + 100 == table.order_seed]  # seed s: init s, order s
     assert stats.crossed_seeds(diagonal[diagonal.condition == "uf"]) is None
     assert stats.summarise(table[table.order_seed == 100], ["S"]).iloc[0]["paired_method"] == "pairs"
+
+
+def test_summarise_never_treats_an_incomplete_crossed_design_as_independent_pairs():
+    rng = np.random.default_rng(9)
+    rows = []
+    for i in range(4):
+        for j in range(4):
+            base = rng.normal()
+            for cond, sc in (("uf", base + 0.5 + 0.3 * i), ("baseline", base)):
+                rows.append({"condition": cond, "init_seed": i, "order_seed": 10 + j,
+                             "placement": 0, "canary_index": 5, "lr_mult": 1.0, "S": sc,
+                             "valid": not (cond == "uf" and i == j)})  # one diverged per seed
+    table = pd.DataFrame(rows)
+    row = stats.summarise(table, ["S"]).iloc[0]
+    assert row["paired_method"] == "crossed random effects"
+    assert row["n_pairs"] < 12  # a complete sub-table of the 12 valid pairs
+    # Only a diagonal left: no complete 2 x 2 table, so no interval and no p at all.
+    diag = table[(table.init_seed + 10 == table.order_seed) | (table.init_seed + 11 == table.order_seed)]
+    row = stats.summarise(diag.assign(valid=True), ["S"]).iloc[0]
+    assert row["paired_method"] == "crossed (incomplete)"
+    assert np.isnan(row["pair_diff_lo"]) and np.isnan(row["wilcoxon_p"])
+
+
+def test_compare_gives_no_interval_from_a_single_cluster():
+    from memjax.stats import compare
+
+    uf, base = np.arange(8.0) + 1, np.zeros(8) + np.arange(8) * 0.1
+    one = np.zeros(8)
+    out = compare(uf, base, clusters_uf=one, clusters_base=one, n_boot=200)
+    assert np.isnan(out["mean_uf_lo"]) and np.isnan(out["diff_lo"])
+    assert out["mean_uf"] == pytest.approx(uf.mean())
+    paired = stats.paired_compare(uf, base, clusters=one, n_boot=200)
+    assert paired["n_clusters"] == 1 and np.isnan(paired["pair_diff_lo"])

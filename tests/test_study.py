@@ -115,10 +115,12 @@ def test_cli_score_stats_only_recomputes_the_summary_without_scoring(tiny_run, t
     shifted = resummarise(run).summary.set_index("score")
     assert shifted.loc["M_score", "diff"] == pytest.approx(
         tiny_run.summary.set_index("score").loc["M_score", "diff"] + 10.0)
-    (run / R.SUMMARY).unlink()
+    (run / R.SUMMARY).unlink()  # a lost summary is rebuilt from models.csv
+    pd.testing.assert_frame_equal(resummarise(run).summary.set_index("score"), shifted)
+    (run / R.MODELS_CSV).unlink()
     bad = subprocess.run([sys.executable, "-m", "memjax.cli", "score", str(run), "--stats-only"],
                          capture_output=True, text=True, timeout=300)
-    assert bad.returncode != 0 and "summary.csv" in bad.stderr
+    assert bad.returncode != 0 and "models.csv" in bad.stderr
 
 
 def test_cli_rejects_bad_overrides_before_any_work(tmp_path):
