@@ -1,6 +1,6 @@
 """Redraws the figures of docs/ from finished run and sweep directories (never trains).
 
-    python scripts/docs_figures.py [--runs runs] [--out docs/figures] [--only influence dp ...]
+    python scripts/docs_figures.py [--runs runs] [--out docs/figures] [--only influence dp seed-variance ...]
 
 Each figure is drawn only when its runs exist (the commands are in docs/reproduction.md and
 docs/audit.md); the rest are listed as skipped.
@@ -85,8 +85,20 @@ def regularisation(runs: Path, out: Path) -> list[str]:
     return made
 
 
+def seed_variance(runs: Path, out: Path) -> list[str]:
+    from memjax.seed_variance import crossed_decomposition
+    from memjax.sweep_plots import plot_crossed_components
+
+    path = runs / "seed-variance" / "combined_models.csv"
+    if not path.is_file():
+        return []
+    table = crossed_decomposition(pd.read_csv(path), ("M_score",))
+    fig = plot_crossed_components(table, "M_score", path=out / "full_mnist_crossed_components.png")
+    return [] if fig is None else ["full_mnist_crossed_components.png"]
+
+
 FIGURES = {"influence": influence, "trajectories": trajectories, "dp": dp,
-           "regularisation": regularisation}
+           "regularisation": regularisation, "seed-variance": seed_variance}
 
 
 def main(argv: list[str] | None = None) -> int:
