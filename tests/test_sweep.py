@@ -138,3 +138,24 @@ def test_crossed_study_decomposes_into_init_order_and_residual(uninterrupted, tm
     fig = sweep_plots.plot_crossed_components(table, "M_score", tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 0 and len(fig.axes[0].get_xticks()) == 3
     assert sweep_plots.plot_crossed_components(table, "M2") is None
+
+
+def test_docs_figures_script_draws_from_sweep_directories(uninterrupted, tmp_path):
+    """scripts/docs_figures.py on a runs folder whose sweeps are the tiny sweep."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "docs_figures", Path(__file__).parents[1] / "scripts" / "docs_figures.py")
+    docs_figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(docs_figures)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for name in ("seed-variance", "dp", "regularisation"):
+        (runs / name).symlink_to(uninterrupted, target_is_directory=True)
+    out = tmp_path / "figs"
+    assert docs_figures.main(["--runs", str(runs), "--out", str(out),
+                              "--only", "seed-variance", "dp", "regularisation"]) == 0
+    made = sorted(p.name for p in out.iterdir())
+    assert made == ["dp_tradeoff.png", "full_mnist_crossed_components.png",
+                    "regularisation_pairs.png"]
+    assert all((out / name).stat().st_size > 1000 for name in made)
