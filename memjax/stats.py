@@ -374,6 +374,56 @@ def crossed_seeds(table: "pd.DataFrame") -> tuple[np.ndarray, np.ndarray] | None
     return init, order
 
 
+def _crossed_cells(values: np.ndarray, init: np.ndarray, order: np.ndarray
+                   ) -> np.ndarray | None:
+    """The complete crossed table [A, B] of `values` averaged per (init, order) cell
+    (`seed_variance.crossed_table`), or None when no complete 2 x 2 table remains."""
+    import pandas as pd
+
+    from memjax.seed_variance import crossed_table
+
+    keep = np.isfinite(values)
+    cells = pd.DataFrame({"v": values[keep], "i": init[keep], "o": order[keep]}).groupby(
+        ["i", "o"], as_index=False)["v"].mean()
+    try:
+        return crossed_table(cells["v"].to_numpy(), cells["i"].to_numpy(),
+                             cells["o"].to_numpy())[0]
+    except ValueError:
+        return None
+
+
+def _crossed_unpaired(row: dict, uf: np.ndarray, base: np.ndarray, seeds_uf: tuple,
+                      seeds_base: tuple, alpha: float = 0.05) -> dict:
+    """`compare`'s means, intervals and test for a crossed design: each condition's mean with
+    its random-effects t interval (`seed_variance.mean_interval` of its complete table), the
+    difference with a Welch-Satterthwaite t interval, and in mw_p the one-sided Welch t test
+    of "UF greater" (mw_U NaN). NaN intervals and p when a condition has no complete table."""
+    from memjax.seed_variance import mean_interval
+
+    out = dict(row)
+    tables = {"uf": _crossed_cells(uf, *seeds_uf), "base": _crossed_cells(base, *seeds_base)}
+    m = {k: mean_interval(t, alpha) if t is not None else None for k, t in tables.items()}
+    for k, mk in m.items():
+        out[f"mean_{k}_lo"], out[f"mean_{k}_hi"] = (mk["lo"], mk["hi"]) if mk else (NAN, NAN)
+        if mk:
+            out[f"mean_{k}"] = mk["mean"]
+    out["mw_U"] = NAN
+    if m["uf"] and m["base"]:
+        var = m["uf"]["se"] ** 2 + m["base"]["se"] ** 2
+        out["diff"] = m["uf"]["mean"] - m["base"]["mean"]
+        if var > 0:
+            df = var ** 2 / sum(mk["se"] ** 4 / mk["df"] for mk in m.values() if mk["se"] > 0)
+            half = float(sps.t.ppf(1 - alpha / 2, df)) * np.sqrt(var)
+            out["diff_lo"], out["diff_hi"] = out["diff"] - half, out["diff"] + half
+            out["mw_p"] = float(sps.t.sf(out["diff"] / np.sqrt(var), df))
+        else:
+            out["diff_lo"] = out["diff_hi"] = out["diff"]
+            out["mw_p"] = NAN
+    else:
+        out["diff_lo"] = out["diff_hi"] = out["mw_p"] = NAN
+    return out
+
+
 def _crossed_paired(paired: dict, d: np.ndarray, init: np.ndarray, order: np.ndarray
                     ) -> tuple[dict, str]:
     """Paired statistics of a crossed design: the UF-minus-twin differences d [N] averaged per
@@ -385,17 +435,10 @@ def _crossed_paired(paired: dict, d: np.ndarray, init: np.ndarray, order: np.nda
     2 x 2 table the interval and p are NaN ("crossed (incomplete)"): the pairs are never
     silently treated as independent.
     """
-    import pandas as pd
+    from memjax.seed_variance import mean_interval
 
-    from memjax.seed_variance import crossed_table, mean_interval
-
-    keep = np.isfinite(d)
-    cells = pd.DataFrame({"d": d[keep], "i": init[keep], "o": order[keep]}).groupby(
-        ["i", "o"], as_index=False)["d"].mean()
-    try:
-        table, _, _ = crossed_table(cells["d"].to_numpy(), cells["i"].to_numpy(),
-                                    cells["o"].to_numpy())
-    except ValueError:
+    table = _crossed_cells(d, init, order)
+    if table is None:
         return {**paired, "n_clusters": 0, "pair_diff_lo": NAN, "pair_diff_hi": NAN,
                 "wilcoxon_p": NAN}, "crossed (incomplete)"
     m = mean_interval(table)
@@ -601,7 +644,10 @@ def summarise(
       random effects" (a crossed init x order design, `crossed_seeds`: pairs sharing an init
       or an order seed are not independent, so pair_diff, its interval and wilcoxon_p are the
       random-effects mean, t interval and one-sided t test of `_crossed_paired`), or "crossed
-      (incomplete)" (no complete 2 x 2 table of seeds: no interval, no p). Each score uses the
+      (incomplete)" (no complete 2 x 2 table of seeds: no interval, no p). In a crossed
+      design the unpaired columns likewise come from the random-effects model
+      (`_crossed_unpaired`: means and intervals per condition, a Welch t interval of diff,
+      and the one-sided Welch t p in mw_p, with mw_U NaN). Each score uses the
       same `seed`, so a score's row does not depend on which other scores are listed. When a
       condition has no rows, the UF-vs-baseline columns are NaN and the other condition's mean
       is still given.
@@ -621,6 +667,7 @@ def summarise(
     no_pairs = {**paired_compare(np.zeros(0), np.zeros(0), n_boot=1), "paired_method": ""}
     clusters = None if pairs is None else seed_clusters(table.iloc[pairs[0]])
     crossed = None if pairs is None else crossed_seeds(table.iloc[pairs[0]])
+    crossed_uf, crossed_base = crossed_seeds(table[is_uf]), crossed_seeds(table[is_base])
     row_clusters = seed_clusters(table)
     by_group = {} if row_clusters is None else {"clusters_uf": row_clusters[is_uf],
                                                 "clusters_base": row_clusters[is_base]}
@@ -629,6 +676,8 @@ def summarise(
         col = pd.to_numeric(table[name], errors="coerce").to_numpy(np.float64)
         row = {"score": name, **compare(col[is_uf], col[is_base], n_boot=n_boot, seed=seed,
                                         **by_group)}
+        if crossed_uf is not None and crossed_base is not None:
+            row = _crossed_unpaired(row, col[is_uf], col[is_base], crossed_uf, crossed_base)
         if pairs is None:
             row.update(no_pairs)
         else:

@@ -330,6 +330,18 @@ def test_summarise_treats_a_crossed_design_with_the_random_effects_interval():
     assert (row["pair_diff"], row["pair_diff_lo"], row["pair_diff_hi"], row["wilcoxon_p"]) == \
         pytest.approx((m["mean"], m["lo"], m["hi"], m["p_greater"]))
     assert row["n_pairs"] == 64 and row["n_clusters"] == round(m["df"] + 1) < 64
+    # The unpaired columns: each condition's random-effects interval, a Welch t for the diff.
+    m_uf = mean_interval(crossed_table(uf["S"], uf["init_seed"], uf["order_seed"])[0])
+    m_base = mean_interval(crossed_table(base["S"], base["init_seed"], base["order_seed"])[0])
+    assert (row["mean_uf_lo"], row["mean_uf_hi"]) == pytest.approx((m_uf["lo"], m_uf["hi"]))
+    assert (row["mean_base_lo"], row["mean_base_hi"]) == pytest.approx((m_base["lo"], m_base["hi"]))
+    se = np.hypot(m_uf["se"], m_base["se"])
+    df = se ** 4 / (m_uf["se"] ** 4 / m_uf["df"] + m_base["se"] ** 4 / m_base["df"])
+    assert row["diff"] == pytest.approx(m_uf["mean"] - m_base["mean"])
+    assert row["mw_p"] == pytest.approx(sps.t.sf(row["diff"] / se, df))
+    assert np.isnan(row["mw_U"])
+    plain = stats.compare(uf["S"].to_numpy(), base["S"].to_numpy())
+    assert row["diff_hi"] - row["diff_lo"] > plain["diff_hi"] - plain["diff_lo"]
     naive = stats.paired_compare(uf["S"].to_numpy(), base["S"].to_numpy())
     assert row["pair_diff_hi"] - row["pair_diff_lo"] > 2 * (naive["pair_diff_hi"] - naive["pair_diff_lo"])
     assert row["wilcoxon_p"] > naive["wilcoxon_p"]
