@@ -46,6 +46,47 @@ NAN = float("nan")
 COMPONENTS = ("init", "order", "residual")
 
 
+def largest_complete(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the largest complete sub-table of a crossed design.
+
+    Args:
+      mask: bool [A, B], True where the cell holds a finite value.
+    Returns:
+      (keep_rows [A], keep_cols [B]) bool: the sub-table with the most cells (then the most
+      rows) whose cells are all present, at least 2 x 2; both all False when there is none.
+      Exact (every subset of rows) for A <= 16; above that, greedy: drop the row or column with
+      the largest share of missing cells, never an axis already down to 2.
+    """
+    mask = np.asarray(mask, bool)
+    a, b = mask.shape
+    none = (np.zeros(a, bool), np.zeros(b, bool))
+    if a <= 16:
+        best, best_key = none, (0, 0)
+        for bits in range(1, 1 << a):
+            rows = np.array([(bits >> i) & 1 for i in range(a)], bool)
+            n_rows = int(rows.sum())
+            if n_rows < 2:
+                continue
+            cols = mask[rows].all(axis=0)
+            key = (n_rows * int(cols.sum()), n_rows)
+            if cols.sum() >= 2 and key > best_key:
+                best, best_key = (rows, cols), key
+        return best
+    keep_r, keep_c = np.ones(a, bool), np.ones(b, bool)
+    while True:
+        missing = ~mask[np.ix_(keep_r, keep_c)]
+        if not missing.any():
+            return (keep_r, keep_c) if keep_r.sum() >= 2 and keep_c.sum() >= 2 else none
+        by_row = missing.mean(axis=1) if keep_r.sum() > 2 else np.full(keep_r.sum(), -1.0)
+        by_col = missing.mean(axis=0) if keep_c.sum() > 2 else np.full(keep_c.sum(), -1.0)
+        if max(by_row.max(), by_col.max()) <= 0:
+            return none  # a 2 x 2 (or 2 x n) corner with a hole: nothing complete
+        if by_row.max() >= by_col.max():
+            keep_r[np.flatnonzero(keep_r)[by_row.argmax()]] = False
+        else:
+            keep_c[np.flatnonzero(keep_c)[by_col.argmax()]] = False
+
+
 def crossed_table(values: np.ndarray, init: np.ndarray, order: np.ndarray
                   ) -> tuple[np.ndarray, int, int]:
     """The complete A x B table of a crossed design.
@@ -54,11 +95,10 @@ def crossed_table(values: np.ndarray, init: np.ndarray, order: np.ndarray
       values: [N] one score per model; init, order: [N] its init and data-order seed.
     Returns:
       (table [A, B], init seeds dropped, order seeds dropped): rows are init seeds, columns
-      order seeds. Missing or non-finite cells (a diverged model) are removed by dropping,
-      one at a time, the init or order seed with the largest share of missing cells (an init
-      seed on ties), until the table is complete.
+      order seeds. Missing or non-finite cells (a diverged model) are removed by keeping the
+      largest complete sub-table (`largest_complete`).
     Raises:
-      ValueError: lengths differ, a cell holds two models, or fewer than 2 x 2 cells remain.
+      ValueError: lengths differ, a cell holds two models, or no complete 2 x 2 table exists.
     """
     values = np.asarray(values, np.float64).reshape(-1)
     init, order = np.asarray(init).reshape(-1), np.asarray(order).reshape(-1)
@@ -74,22 +114,12 @@ def crossed_table(values: np.ndarray, init: np.ndarray, order: np.ndarray
                          "select one condition and one placement (or average them) first")
     table = np.full((rows.size, cols.size), np.nan)
     table[r, c] = values
-    keep_r, keep_c = np.ones(rows.size, bool), np.ones(cols.size, bool)
-    while keep_r.sum() >= 2 and keep_c.sum() >= 2:
-        missing = ~np.isfinite(table[np.ix_(keep_r, keep_c)])
-        if not missing.any():
-            break
-        by_row, by_col = missing.mean(axis=1), missing.mean(axis=0)
-        if by_row.max() >= by_col.max():
-            keep_r[np.flatnonzero(keep_r)[by_row.argmax()]] = False
-        else:
-            keep_c[np.flatnonzero(keep_c)[by_col.argmax()]] = False
-    table = table[np.ix_(keep_r, keep_c)]
-    if table.shape[0] < 2 or table.shape[1] < 2 or not np.isfinite(table).all():
+    keep_r, keep_c = largest_complete(np.isfinite(table))
+    if keep_r.sum() < 2 or keep_c.sum() < 2:
         raise ValueError(f"crossed_table: no complete table of at least 2 x 2 seeds "
                          f"({rows.size} init x {cols.size} order seeds, "
                          f"{int((~np.isfinite(values)).sum())} non-finite values)")
-    return table, int((~keep_r).sum()), int((~keep_c).sum())
+    return table[np.ix_(keep_r, keep_c)], int((~keep_r).sum()), int((~keep_c).sum())
 
 
 def _mean_squares(y: np.ndarray) -> tuple[float, float, float]:
@@ -155,7 +185,7 @@ def mean_interval(table: np.ndarray, alpha: float = 0.05) -> dict[str, float]:
     terms = [(1.0, ms, nu) for ms, nu in entered] + [(1.0 - len(entered), ms_e, df_e)]
     combo = sum(c * ms for c, ms, _ in terms)
     mean = float(y.mean())
-    if not combo > 1e-12 * max(float(np.mean(y ** 2)), 1e-300):  # no variance beyond rounding
+    if not combo > 1e-20 * max(float(np.mean(y ** 2)), 1e-300):  # no variance beyond rounding
         return {"mean": mean, "lo": mean, "hi": mean, "se": 0.0, "df": NAN, "p_greater": NAN}
     df = max(combo ** 2 / sum((c * ms) ** 2 / nu for c, ms, nu in terms if c), 1.0)
     se = float(np.sqrt(combo / (a * b)))

@@ -374,53 +374,88 @@ def crossed_seeds(table: "pd.DataFrame") -> tuple[np.ndarray, np.ndarray] | None
     return init, order
 
 
-def _crossed_cells(values: np.ndarray, init: np.ndarray, order: np.ndarray
-                   ) -> np.ndarray | None:
-    """The complete crossed table [A, B] of `values` averaged per (init, order) cell
-    (`seed_variance.crossed_table`), or None when no complete 2 x 2 table remains."""
+def _cell_means(values: np.ndarray, init: np.ndarray, order: np.ndarray) -> "pd.DataFrame":
+    """[init seeds, order seeds] table of the finite `values` averaged per (init, order) cell
+    (over canary placements, if several); NaN where a cell has none."""
     import pandas as pd
 
-    from memjax.seed_variance import crossed_table
-
     keep = np.isfinite(values)
-    cells = pd.DataFrame({"v": values[keep], "i": init[keep], "o": order[keep]}).groupby(
-        ["i", "o"], as_index=False)["v"].mean()
-    try:
-        return crossed_table(cells["v"].to_numpy(), cells["i"].to_numpy(),
-                             cells["o"].to_numpy())[0]
-    except ValueError:
+    return pd.DataFrame({"v": values[keep], "i": init[keep], "o": order[keep]}).pivot_table(
+        index="i", columns="o", values="v", aggfunc="mean")
+
+
+def _complete(*frames: "pd.DataFrame") -> list[np.ndarray] | None:
+    """The largest complete sub-table (`seed_variance.largest_complete`) over the seeds all
+    `frames` share, as one array per frame; None when there is no complete 2 x 2 table."""
+    from memjax.seed_variance import largest_complete
+
+    rows = sorted(set.intersection(*(set(f.index) for f in frames)))
+    cols = sorted(set.intersection(*(set(f.columns) for f in frames)))
+    if len(rows) < 2 or len(cols) < 2:
         return None
+    parts = [f.reindex(index=rows, columns=cols).to_numpy(np.float64) for f in frames]
+    keep_r, keep_c = largest_complete(np.logical_and.reduce([np.isfinite(p) for p in parts]))
+    if keep_r.sum() < 2:
+        return None
+    return [p[np.ix_(keep_r, keep_c)] for p in parts]
 
 
-def _crossed_unpaired(row: dict, uf: np.ndarray, base: np.ndarray, seeds_uf: tuple,
-                      seeds_base: tuple, alpha: float = 0.05) -> dict:
-    """`compare`'s means, intervals and test for a crossed design: each condition's mean with
-    its random-effects t interval (`seed_variance.mean_interval` of its complete table), the
-    difference with a Welch-Satterthwaite t interval, and in mw_p the one-sided Welch t test
-    of "UF greater" (mw_U NaN). NaN intervals and p when a condition has no complete table."""
+def _crossed_cells(values: np.ndarray, init: np.ndarray, order: np.ndarray
+                   ) -> np.ndarray | None:
+    """The largest complete crossed table [A, B] of `values` averaged per (init, order) cell,
+    or None when no complete 2 x 2 table remains."""
+    tables = _complete(_cell_means(values, init, order))
+    return None if tables is None else tables[0]
+
+
+def _crossed_unpaired(row: dict, uf: np.ndarray, base: np.ndarray, seeds_uf: tuple | None,
+                      seeds_base: tuple | None, alpha: float = 0.05) -> dict:
+    """`compare`'s intervals and test for a crossed design (random-effects model).
+
+    Each crossed condition's mean interval is `seed_variance.mean_interval` of its own
+    largest complete table (NaN if none); a condition that is not crossed (independent
+    models) keeps its bootstrap interval and enters the difference with its plain standard
+    error. When both are crossed, diff, its interval and the p are taken over the seeds both
+    keep (the largest table complete in both). The difference of the two means gets a
+    Welch-Satterthwaite t interval, and mw_p the one-sided Welch t test of "UF greater"
+    (mw_U NaN); NaN when a side has no complete table. mean_uf / mean_base stay the means
+    over all valid models.
+    """
     from memjax.seed_variance import mean_interval
 
     out = dict(row)
-    tables = {"uf": _crossed_cells(uf, *seeds_uf), "base": _crossed_cells(base, *seeds_base)}
-    m = {k: mean_interval(t, alpha) if t is not None else None for k, t in tables.items()}
-    for k, mk in m.items():
-        out[f"mean_{k}_lo"], out[f"mean_{k}_hi"] = (mk["lo"], mk["hi"]) if mk else (NAN, NAN)
-        if mk:
-            out[f"mean_{k}"] = mk["mean"]
+    frames, own = {}, {}
+    for key, vals, seeds in (("uf", uf, seeds_uf), ("base", base, seeds_base)):
+        if seeds is None:  # independent models: the plain mean's standard error
+            vals = vals[np.isfinite(vals)]
+            own[key] = {"mean": float(vals.mean()), "se": float(vals.std(ddof=1) / np.sqrt(vals.size)),
+                        "df": float(vals.size - 1)} if vals.size >= 2 else None
+            continue
+        frames[key] = _cell_means(vals, *seeds)
+        table = _complete(frames[key])
+        own[key] = mean_interval(table[0], alpha) if table else None
+        out[f"mean_{key}_lo"], out[f"mean_{key}_hi"] = (
+            (own[key]["lo"], own[key]["hi"]) if own[key] else (NAN, NAN))
     out["mw_U"] = NAN
-    if m["uf"] and m["base"]:
-        var = m["uf"]["se"] ** 2 + m["base"]["se"] ** 2
-        out["diff"] = m["uf"]["mean"] - m["base"]["mean"]
-        if var > 0:
-            df = var ** 2 / sum(mk["se"] ** 4 / mk["df"] for mk in m.values() if mk["se"] > 0)
-            half = float(sps.t.ppf(1 - alpha / 2, df)) * np.sqrt(var)
-            out["diff_lo"], out["diff_hi"] = out["diff"] - half, out["diff"] + half
-            out["mw_p"] = float(sps.t.sf(out["diff"] / np.sqrt(var), df))
-        else:
-            out["diff_lo"] = out["diff_hi"] = out["diff"]
-            out["mw_p"] = NAN
+    if len(frames) == 2:  # both crossed: compare them over the seeds both keep
+        joint = _complete(frames["uf"], frames["base"])
+        m_uf, m_base = (mean_interval(t, alpha) for t in joint) if joint else (None, None)
     else:
+        m_uf, m_base = own["uf"], own["base"]
+    if m_uf is None or m_base is None:
         out["diff_lo"] = out["diff_hi"] = out["mw_p"] = NAN
+        return out
+    diff = m_uf["mean"] - m_base["mean"]
+    var = m_uf["se"] ** 2 + m_base["se"] ** 2
+    if var > 0:
+        df = var ** 2 / sum(m["se"] ** 4 / m["df"] for m in (m_uf, m_base) if m["se"] > 0)
+        half = float(sps.t.ppf(1 - alpha / 2, df)) * np.sqrt(var)
+        out["diff_lo"], out["diff_hi"] = diff - half, diff + half
+        out["mw_p"] = float(sps.t.sf(diff / np.sqrt(var), df))
+    else:
+        out["diff_lo"] = out["diff_hi"] = diff
+        out["mw_p"] = NAN
+    out["diff"] = diff
     return out
 
 
@@ -431,7 +466,8 @@ def _crossed_paired(paired: dict, d: np.ndarray, init: np.ndarray, order: np.nda
     random-effects t interval and one-sided t test (`seed_variance.mean_interval`).
 
     n_pairs and pair_frac_pos then count the table's cells, and n_clusters is the effective
-    number of independent units (the Satterthwaite degrees of freedom + 1). With no complete
+    number of independent units (the Satterthwaite degrees of freedom + 1; the number of
+    cells when the differences do not vary at all). With no complete
     2 x 2 table the interval and p are NaN ("crossed (incomplete)"): the pairs are never
     silently treated as independent.
     """
@@ -646,8 +682,10 @@ def summarise(
       random-effects mean, t interval and one-sided t test of `_crossed_paired`), or "crossed
       (incomplete)" (no complete 2 x 2 table of seeds: no interval, no p). In a crossed
       design the unpaired columns likewise come from the random-effects model
-      (`_crossed_unpaired`: means and intervals per condition, a Welch t interval of diff,
-      and the one-sided Welch t p in mw_p, with mw_U NaN). Each score uses the
+      (`_crossed_unpaired`: each crossed condition's interval; diff over the seeds both
+      keep, with a Welch t interval and the one-sided Welch t p in mw_p, mw_U NaN); auc,
+      base_p95 and frac_above stay model-level (frac_above's interval treats models as
+      independent). Each score uses the
       same `seed`, so a score's row does not depend on which other scores are listed. When a
       condition has no rows, the UF-vs-baseline columns are NaN and the other condition's mean
       is still given.
@@ -676,7 +714,7 @@ def summarise(
         col = pd.to_numeric(table[name], errors="coerce").to_numpy(np.float64)
         row = {"score": name, **compare(col[is_uf], col[is_base], n_boot=n_boot, seed=seed,
                                         **by_group)}
-        if crossed_uf is not None and crossed_base is not None:
+        if crossed_uf is not None or crossed_base is not None:
             row = _crossed_unpaired(row, col[is_uf], col[is_base], crossed_uf, crossed_base)
         if pairs is None:
             row.update(no_pairs)

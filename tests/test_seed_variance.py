@@ -71,20 +71,38 @@ def test_crossed_table_drops_the_seeds_of_missing_cells_and_refuses_ambiguous_ce
     table, drop_init, drop_order = sv.crossed_table(values, init, order)
     assert (drop_init, drop_order) == (1, 0) and table.shape == (3, 3)
     np.testing.assert_array_equal(table[1], [6.0, 7.0, 8.0])
-    table, drop_init, _ = sv.crossed_table(values[:-1], init[:-1], order[:-1])  # a missing cell
-    assert drop_init == 2 and table.shape == (2, 3)
+    # Cells (1, 1) and (3, 2) missing: 3 x 2 (drop init 1 and order 2) and 2 x 3 (drop init
+    # 1 and 3) both keep 6 cells; the one with more init seeds wins.
+    table, drop_init, drop_order = sv.crossed_table(values[:-1], init[:-1], order[:-1])
+    assert (drop_init, drop_order) == (1, 1) and table.shape == (3, 2)
+    assert np.isfinite(table).all()
     # One diverged model per init seed (the diagonal of 4 x 4): dropping whole init seeds
-    # would leave nothing; dropping init and order seeds keeps a complete table.
+    # would leave nothing; the best complete table is 2 x 2.
     diag = np.arange(16.0)
     diag[[0, 5, 10, 15]] = np.nan
     table, drop_init, drop_order = sv.crossed_table(diag, np.repeat(np.arange(4), 4),
                                                     np.tile(np.arange(4), 4))
-    assert np.isfinite(table).all() and min(table.shape) >= 2
-    assert table.shape == (4 - drop_init, 4 - drop_order)
+    assert (drop_init, drop_order) == (2, 2) and np.isfinite(table).all()
     with pytest.raises(ValueError, match="several models"):
         sv.crossed_table(np.r_[values, 1.0], np.r_[init, 0], np.r_[order, 0])
     with pytest.raises(ValueError, match="2 x 2"):
         sv.crossed_table(values[:3], init[:3], order[:3])
+
+
+def test_largest_complete_is_exact_where_dropping_greedily_fails():
+    mask = np.array([[1, 1, 0, 0, 1], [1, 0, 1, 1, 1], [0, 1, 0, 0, 0]], bool)
+    rows, cols = sv.largest_complete(mask)
+    assert rows.tolist() == [True, True, False] and cols.tolist() == [True, False, False, False, True]
+    rng = np.random.default_rng(0)  # against brute force over rows and columns
+    for _ in range(200):
+        m = rng.random((rng.integers(2, 6), rng.integers(2, 6))) > 0.25
+        rows, cols = sv.largest_complete(m)
+        best = max((int(r.sum()) * int(m[r].all(axis=0).sum())
+                    for bits in range(1, 1 << m.shape[0])
+                    for r in [np.array([(bits >> i) & 1 for i in range(m.shape[0])], bool)]
+                    if r.sum() >= 2 and m[r].all(axis=0).sum() >= 2), default=0)
+        assert int(rows.sum()) * int(cols.sum()) == best
+        assert m[np.ix_(rows, cols)].all()
 
 
 def test_mls_interval_is_the_exact_chi_square_interval_without_a_subtracted_term():

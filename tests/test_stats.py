@@ -382,3 +382,45 @@ def test_compare_gives_no_interval_from_a_single_cluster():
     assert out["mean_uf"] == pytest.approx(uf.mean())
     paired = stats.paired_compare(uf, base, clusters=one, n_boot=200)
     assert paired["n_clusters"] == 1 and np.isnan(paired["pair_diff_lo"])
+
+
+def test_crossed_unpaired_columns_use_common_seeds_and_each_conditions_own_table():
+    from memjax.seed_variance import mean_interval
+
+    rng = np.random.default_rng(11)
+    init_effect = rng.normal(0, 1.0, 4)
+    rows = []
+    for i in range(4):
+        for j in range(3):
+            for cond, shift in (("uf", 0.3), ("baseline", 0.0)):
+                rows.append({"condition": cond, "init_seed": i, "order_seed": 10 + j,
+                             "placement": 0, "canary_index": 5, "lr_mult": 1.0,
+                             "S": init_effect[i] + shift + rng.normal(0, 0.1), "valid": True})
+    table = pd.DataFrame(rows)
+    # A UF-only crossed study: the UF interval is the random-effects one, not a bootstrap
+    # over 12 "independent" models.
+    uf_only = table[table.condition == "uf"]
+    row = stats.summarise(uf_only, ["S"]).iloc[0]
+    m = mean_interval(uf_only.pivot(index="init_seed", columns="order_seed", values="S").to_numpy())
+    assert (row["mean_uf_lo"], row["mean_uf_hi"]) == pytest.approx((m["lo"], m["hi"]))
+    # Init seed 0 diverged for the UF models only: the difference is over init seeds 1-3,
+    # which both conditions keep, so it stays near the true 0.3.
+    holed = table.copy()
+    holed.loc[(holed.condition == "uf") & (holed.init_seed == 0), "valid"] = False
+    row = stats.summarise(holed, ["S"]).iloc[0]
+    assert row["diff"] == pytest.approx(0.3, abs=0.15)
+    assert row["diff_lo"] < row["diff"] < row["diff_hi"] and np.isnan(row["mw_U"])
+    # UF crossed, baselines one order seed (independent models): Welch over the UF's
+    # random-effects standard error and the baselines' plain one.
+    one_order = table[(table.condition == "uf") | (table.order_seed == 10)]
+    row = stats.summarise(one_order, ["S"]).iloc[0]
+    b = one_order[one_order.condition == "baseline"]["S"].to_numpy()
+    se = np.hypot(m["se"], b.std(ddof=1) / 2)
+    df = se ** 4 / (m["se"] ** 4 / m["df"] + (b.std(ddof=1) / 2) ** 4 / 3)
+    assert row["diff"] == pytest.approx(m["mean"] - b.mean())
+    assert row["mw_p"] == pytest.approx(sps.t.sf(row["diff"] / se, df))
+    # UF models crossed but with no complete 2 x 2 table (the diagonal of 3 x 3 diverged).
+    small = table[table.init_seed.isin([0, 1, 2])].copy()
+    small.loc[(small.condition == "uf") & (small.init_seed + 10 == small.order_seed), "valid"] = False
+    row = stats.summarise(small, ["S"]).iloc[0]
+    assert np.isnan(row["mean_uf_lo"]) and np.isnan(row["diff_lo"]) and np.isnan(row["mw_p"])
