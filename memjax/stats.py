@@ -374,6 +374,18 @@ def crossed_seeds(table: "pd.DataFrame") -> tuple[np.ndarray, np.ndarray] | None
     return init, order
 
 
+def _one_seed(rows: "pd.DataFrame") -> str:
+    """" (one init seed)" or " (one order seed)" when the (UF) rows of several pairs all share
+    that seed, else "": their pairs are independent given the seed, so their interval speaks
+    for that init or data order only (the crossed decomposition measures how much it matters)."""
+    if len(rows) < 2:
+        return ""
+    for col, name in (("init_seed", "init"), ("order_seed", "order")):
+        if col in rows.columns and rows[col].nunique() == 1:
+            return f" (one {name} seed)"
+    return ""
+
+
 def _cell_means(values: np.ndarray, init: np.ndarray, order: np.ndarray) -> "pd.DataFrame":
     """[init seeds, order seeds] table of the finite `values` averaged per (init, order) cell
     (over canary placements, if several); NaN where a cell has none."""
@@ -676,7 +688,9 @@ def summarise(
       a DataFrame with a 'score' column and `compare`'s keys (clustered by `seed_clusters`
       where a seed holds several rows of a condition), then `paired_compare`'s keys over the
       UF/baseline twins (`twin_pairs`; NaN when the table has none) and `paired_method`:
-      "pairs" (independent pairs), "seed clusters" (placements sharing a seed) or "crossed
+      "pairs" (independent pairs; "pairs (one init seed)" / "pairs (one order seed)" when
+      every pair shares that seed, seed_mode "order" / "init": the interval is then conditional
+      on that one seed, not over seeds), "seed clusters" (placements sharing a seed) or "crossed
       random effects" (a crossed init x order design, `crossed_seeds`: pairs sharing an init
       or an order seed are not independent, so pair_diff, its interval and wilcoxon_p are the
       random-effects mean, t interval and one-sided t test of `_crossed_paired`), or "crossed
@@ -721,7 +735,8 @@ def summarise(
         else:
             paired = paired_compare(col[pairs[0]], col[pairs[1]], clusters=clusters,
                                     n_boot=n_boot, seed=seed + 1)
-            method = "pairs" if paired["n_clusters"] == paired["n_pairs"] else "seed clusters"
+            method = ("pairs" + _one_seed(table.iloc[pairs[0]])
+                      if paired["n_clusters"] == paired["n_pairs"] else "seed clusters")
             if crossed is not None:
                 paired, method = _crossed_paired(paired, col[pairs[0]] - col[pairs[1]], *crossed)
             row.update(paired, paired_method=method)

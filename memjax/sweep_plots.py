@@ -97,7 +97,7 @@ def plot_paired_by_study(summary: pd.DataFrame, scores: tuple[str, ...] = ("M_sc
                                                  f"p={r['wilcoxon_p']:.2g}")
         ax.set_xticks(x, studies, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(f"{score}: UF - twin")
-        ax.margins(y=0.25)
+        ax.margins(x=0.5 / max(len(studies), 1), y=0.25)   # room for the edge labels
     fig.tight_layout()
     return _save(fig, path)
 

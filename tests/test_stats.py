@@ -348,7 +348,12 @@ def test_summarise_treats_a_crossed_design_with_the_random_effects_interval():
     # Independent pairs and placements keep their methods.
     diagonal = table[table.init_seed + 100 == table.order_seed]  # seed s: init s, order s
     assert stats.crossed_seeds(diagonal[diagonal.condition == "uf"]) is None
-    assert stats.summarise(table[table.order_seed == 100], ["S"]).iloc[0]["paired_method"] == "pairs"
+    assert stats.summarise(diagonal, ["S"]).iloc[0]["paired_method"] == "pairs"
+    # One shared seed (seed_mode "init" / "order"): independent given it, and labelled so.
+    assert (stats.summarise(table[table.order_seed == 100], ["S"]).iloc[0]["paired_method"]
+            == "pairs (one order seed)")
+    assert (stats.summarise(table[table.init_seed == 0], ["S"]).iloc[0]["paired_method"]
+            == "pairs (one init seed)")
 
 
 def test_summarise_never_treats_an_incomplete_crossed_design_as_independent_pairs():
