@@ -103,7 +103,8 @@ def _trajectory_probes(cfg: StudyConfig, shape: tuple[int, int, int]):
         mean, std = (0.0,) * shape[-1], (1.0,) * shape[-1]
     return TrajectoryProbes(x01=jnp.asarray(probes.images), labels=jnp.asarray(probes.labels, jnp.int32),
                             ctrl_mask=jnp.asarray(mask), ctrl_value=jnp.asarray(value),
-                            mean=jnp.asarray(mean, jnp.float32), std=jnp.asarray(std, jnp.float32))
+                            mean=jnp.asarray(mean, jnp.float32), std=jnp.asarray(std, jnp.float32),
+                            clip=cfg.score.clip)
 
 
 def environment() -> dict:

@@ -64,6 +64,7 @@ class TrajectoryProbes(struct.PyTreeNode):
       x01: float32 [Pt, H, W, K] probes in [0, 1]; labels: int32 [Pt].
       ctrl_mask: bool [Pt, H, W, K], ctrl_value: float32 [Pt, H, W, K], the rendered control
         patches; mean, std: float32 [K] standardisation of the probes (0 and 1 for the quirk).
+      clip: static; KL with Keras' clipping, as `score.clip` (the final scores) says.
     """
 
     x01: jax.Array
@@ -72,6 +73,7 @@ class TrajectoryProbes(struct.PyTreeNode):
     ctrl_value: jax.Array
     mean: jax.Array
     std: jax.Array
+    clip: bool = struct.field(pytree_node=False, default=False)
 
 
 class TrainData(struct.PyTreeNode):
@@ -321,7 +323,8 @@ def make_program(model_name: str, cfg: TrainConfig) -> Program:
         y_star = data.y_train[inputs.canary]
         num_classes = logits[0].shape[-1]
         sums, _ = score_lib.batch_terms(*logits, y_star, tp.labels,
-                                        jnp.ones(tp.labels.shape, bool), num_classes=num_classes)
+                                        jnp.ones(tp.labels.shape, bool), clip=tp.clip,
+                                        num_classes=num_classes)
         nan = jnp.float32(jnp.nan)
         m3 = jnp.where(sums["m3_n"] > 0, sums["m3_sum"] / jnp.maximum(sums["m3_n"], 1), nan)
         pd_n = sums["pd_n"][y_star]

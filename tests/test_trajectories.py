@@ -19,6 +19,20 @@ def test_last_epoch_trajectory_equals_the_final_scores(tmp_path):
     assert (res.path / "figures" / "trajectories.png").is_file()
 
 
+def test_trajectories_follow_the_keras_clipping_switch(tmp_path):
+    """score.clip=true: the per-epoch scores use Keras' clipped KL like the final ones. At this
+    learning rate the two KLs differ by about 2.4 in M_score, so the last epoch must match the
+    clipped final scores, not the log-space ones."""
+    cfg = override(get_preset("tiny"), ["score.trajectory_probes=100", "probes.n=100",
+                                        "probes.batch_size=100", "train.learning_rate=0.01",
+                                        "train.epochs=3", "score.clip=true"])
+    res = run_study(cfg, tmp_path, progress=False)
+    last = res.epochs[res.epochs.epoch == cfg.train.epochs - 1].set_index("model")
+    models = res.models.set_index("model")
+    for traj, final in (("traj_M2", "M2"), ("traj_M_score", "M_score"), ("traj_PD_M", "PD_M")):
+        np.testing.assert_allclose(last[traj], models[final], rtol=1e-3, atol=1e-5, err_msg=traj)
+
+
 def test_paired_by_epoch_matches_paired_compare_at_every_epoch():
     import pandas as pd
 
