@@ -1,10 +1,11 @@
-"""The `memjax` command: the only module that reads argv. It calls library functions.
+"""The `memjax` command (argument parsing only; it calls library functions). Main options:
 
     memjax run [PRESET] [--set section.field=value ...] [--workdir DIR] [--data-dir DIR]
     memjax train PRESET [...]          train only (writes population.npz)
-    memjax score WORKDIR               score a trained population
-    memjax sweep SPEC --out DIR [--shard i/n]   a grid of studies (resumable)
-    memjax audit DIR [--delta D]       membership-test audit: ROC, TPR at low FPR, epsilon bound
+    memjax score WORKDIR [--stats-only]   score a trained population (or only recompute stats)
+    memjax sweep SPEC --out DIR [--shard i/n] [--combine-only]   a grid of studies (resumable)
+    memjax audit DIR [--delta D] [--alpha A] [--out F]   membership-test audit: ROC, TPR at
+                                       low FPR, epsilon bound
     memjax influence PRESET --out DIR  TracIn self-influence: canaries by SI, UF-image ranks
     memjax check DIR                   verify a run directory (checksums, completeness)
     memjax presets                     list the presets
