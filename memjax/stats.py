@@ -555,6 +555,103 @@ def paired_by_epoch(models: "pd.DataFrame", epochs: "pd.DataFrame", score: str, 
     return pd.DataFrame(rows)
 
 
+def _unit_effects(models: "pd.DataFrame", score: str) -> "pd.Series | None":
+    """One study's UF-minus-twin difference of `score` averaged per seed pair (init_seed,
+    order_seed; over canary placements, if several): the independent units of a study whose
+    seeds are not crossed. None without twins or in a crossed design."""
+    import pandas as pd
+
+    models = models.reset_index(drop=True)
+    pairs = twin_pairs(models)
+    if pairs is None or crossed_seeds(models.iloc[pairs[0]]) is not None:
+        return None
+    col = pd.to_numeric(models[score], errors="coerce").to_numpy(np.float64)
+    d = col[pairs[0]] - col[pairs[1]]
+    rows = models.iloc[pairs[0]]
+    keep = np.isfinite(d)
+    return pd.Series(d[keep]).groupby(
+        [rows["init_seed"].to_numpy()[keep], rows["order_seed"].to_numpy()[keep]]).mean()
+
+
+def contrast_studies(models: "pd.DataFrame", scores: list[str], *, reference: str | None = None,
+                     study_col: str = "study", valid_col: str = "valid", n_boot: int = 2000,
+                     alpha: float = 0.05, seed: int = 0) -> "pd.DataFrame":
+    """Each study's memorisation effect against a reference study's: does a regulariser (or any
+    change of setting) change how much is memorised, not only "is it still memorised"?
+
+    A study's effect is its UF-minus-twin difference per seed pair (`_unit_effects`). Studies
+    of one sweep that share the seeds train seed s with the same data order (and the same
+    initial weights where the parameters agree), so the seed pairs present in both are matched
+    ("matched seeds"): the contrast is the mean over them of (effect in the study - effect in
+    the reference), with a bootstrap interval over seed pairs and the two-sided Wilcoxon
+    signed-rank p. With fewer than 2 matched seed pairs the studies are compared as independent
+    samples ("independent seeds": difference of means, independent bootstrap, two-sided
+    Mann-Whitney). A study without twins, a crossed init x order design (its seed pairs are
+    not independent) or fewer than 2 seed pairs on a side get NaN and say so in `method`.
+
+    Args:
+      models: a combined models table (`study_col`, condition, the `PAIR_KEYS`, the scores,
+        optionally `valid_col`: invalid rows are left out).
+      scores: the score columns to contrast.
+      reference: the study to contrast against (default: the first in the table, e.g. "plain").
+    Returns:
+      one row per (study other than the reference, score): study, reference, score, effect and
+      effect_ref (mean UF-minus-twin difference of each, over all its seed pairs), n_units
+      (seed pairs used), contrast, contrast_lo, contrast_hi, p, method.
+    Raises:
+      ValueError: a missing column, or a reference that is not in the table.
+    """
+    import pandas as pd
+
+    missing = [c for c in [study_col, *scores] if c not in models.columns]
+    if missing:
+        raise ValueError(f"contrast_studies: columns {missing} not in the table")
+    if valid_col in models.columns:
+        models = models[models[valid_col].astype(bool)]
+    studies = list(dict.fromkeys(models[study_col]))
+    reference = studies[0] if reference is None and studies else reference
+    if reference not in studies:
+        raise ValueError(f"contrast_studies: reference study {reference!r} not in {studies}")
+    groups = {name: g for name, g in models.groupby(study_col, sort=False)}
+    rows = []
+    for score in scores:
+        ref = _unit_effects(groups[reference], score)
+        for name in studies:
+            if name == reference:
+                continue
+            eff = _unit_effects(groups[name], score)
+            row = {"study": name, "reference": reference, "score": score,
+                   "effect": NAN if eff is None else float(eff.mean()),
+                   "effect_ref": NAN if ref is None else float(ref.mean()), "n_units": 0,
+                   "contrast": NAN, "contrast_lo": NAN, "contrast_hi": NAN, "p": NAN}
+            if eff is None or ref is None:
+                rows.append({**row, "method": "no twins or crossed seeds: not contrasted"})
+                continue
+            both = eff.index.intersection(ref.index)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # few units: SciPy warns, still answers
+                if len(both) >= 2:
+                    d = (eff[both] - ref[both]).to_numpy()
+                    m, lo, hi = bootstrap_mean_ci(d, n_boot=n_boot, alpha=alpha, seed=seed)
+                    p = (float(sps.wilcoxon(d, zero_method="wilcox").pvalue) if np.any(d != 0)
+                         else NAN)
+                    row.update(n_units=len(both), contrast=m, contrast_lo=lo, contrast_hi=hi,
+                               p=p, method="matched seeds")
+                elif min(eff.size, ref.size) >= 2:
+                    x, y = eff.to_numpy(), ref.to_numpy()
+                    m, lo, hi = bootstrap_diff_ci(x, y, n_boot=n_boot, alpha=alpha, seed=seed)
+                    p = (float(sps.mannwhitneyu(x, y, alternative="two-sided").pvalue)
+                         if x.size and y.size else NAN)
+                    row.update(n_units=x.size + y.size, contrast=m, contrast_lo=lo,
+                               contrast_hi=hi, p=p, method="independent seeds")
+                else:
+                    row["method"] = "fewer than 2 seed pairs: not contrasted"
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["study", "reference", "score", "effect", "effect_ref",
+                                       "n_units", "contrast", "contrast_lo", "contrast_hi", "p",
+                                       "method"])
+
+
 # --------------------------------------------------------------------------------------------
 # Variance over seed factors
 

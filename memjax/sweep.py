@@ -17,6 +17,9 @@ Layout of a sweep directory:
     studies/<name>/           one run directory per study (see memjax.results)
     combined_models.csv       every study's models.csv with a `study` column (+ the grid values)
     combined_summary.csv      every study's summary.csv with a `study` column
+    combined_contrasts.csv    each study's UF-minus-twin effect against the spec's first
+                              study's (`stats.contrast_studies`, matched seeds), once that
+                              one and another are complete
 
 Resumable: a study whose run directory is complete (MANIFEST.json written, same config) is
 skipped; an interrupted one resumes from its trained population or its finished training
@@ -42,11 +45,15 @@ from memjax.config import StudyConfig, override, to_dict, validate
 from memjax.errors import ConfigError
 from memjax.paths import safe_join
 from memjax.presets import get_preset
+from memjax.stats import contrast_studies
 
 STUDIES = "studies"
 SPEC = "sweep.json"
 COMBINED_MODELS = "combined_models.csv"
 COMBINED_SUMMARY = "combined_summary.csv"
+COMBINED_CONTRASTS = "combined_contrasts.csv"
+# Scores whose UF-minus-twin effect is contrasted between studies (`stats.contrast_studies`).
+CONTRAST_SCORES = ("M_score", "PD_M", "M2")
 
 
 @dataclass(frozen=True)
@@ -226,4 +233,9 @@ def _combine(sweep_dir: Path, studies: list[SweepStudy]) -> pd.DataFrame:
     R.write_table(sweep_dir / COMBINED_MODELS, combined)
     R.write_table(sweep_dir / COMBINED_SUMMARY,
                   pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame())
+    scores = [s for s in CONTRAST_SCORES if s in combined.columns]
+    reference = studies[0].name  # the spec's first study, e.g. "plain"
+    if len(models) >= 2 and scores and reference in set(combined["study"]):
+        R.write_table(sweep_dir / COMBINED_CONTRASTS,
+                      contrast_studies(combined, scores, reference=reference))
     return combined

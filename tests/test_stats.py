@@ -429,3 +429,71 @@ def test_crossed_unpaired_columns_use_common_seeds_and_each_conditions_own_table
     small.loc[(small.condition == "uf") & (small.init_seed + 10 == small.order_seed), "valid"] = False
     row = stats.summarise(small, ["S"]).iloc[0]
     assert np.isnan(row["mean_uf_lo"]) and np.isnan(row["diff_lo"]) and np.isnan(row["mw_p"])
+
+
+def _two_study_table(shift: float, seeds_b=range(20), placements=1, seed=0):
+    """Studies "plain" and "reg" of one sweep: seed s has a seed effect shared by both studies'
+    UF - twin differences; "reg" lowers the effect by `shift`."""
+    rng = np.random.default_rng(seed)
+    seed_effect = rng.normal(0.5, 0.4, 40)
+    rows = []
+    for study, seeds, delta in (("plain", range(20), 0.0), ("reg", seeds_b, -shift)):
+        for s in seeds:
+            for pl in range(placements):
+                base = rng.normal()
+                d = seed_effect[s] + delta + rng.normal(0, 0.1)
+                for cond, v in (("uf", base + d), ("baseline", base)):
+                    rows.append({"study": study, "condition": cond, "init_seed": s,
+                                 "order_seed": s, "placement": pl, "canary_index": 7 + pl,
+                                 "lr_mult": 1.0, "S": v, "valid": True})
+    return pd.DataFrame(rows)
+
+
+def test_contrast_studies_pairs_the_studies_by_seed():
+    table = _two_study_table(0.3)
+    row = stats.contrast_studies(table, ["S"]).iloc[0]
+    assert (row["study"], row["reference"], row["method"], row["n_units"]) == (
+        "reg", "plain", "matched seeds", 20)
+    eff = {}
+    for name, g in table.groupby("study"):
+        u, b = g[g.condition == "uf"], g[g.condition == "baseline"]
+        eff[name] = u["S"].to_numpy() - b["S"].to_numpy()
+    d = eff["reg"] - eff["plain"]
+    assert row["contrast"] == pytest.approx(d.mean())
+    assert (row["effect"], row["effect_ref"]) == pytest.approx((eff["reg"].mean(), eff["plain"].mean()))
+    assert row["p"] == pytest.approx(sps.wilcoxon(d).pvalue)
+    assert row["contrast_lo"] < -0.3 < row["contrast_hi"] < 0
+    # Matching removes the seed effect: far narrower than comparing the studies as groups.
+    _, lo, hi = stats.bootstrap_diff_ci(eff["reg"], eff["plain"])
+    assert row["contrast_hi"] - row["contrast_lo"] < 0.5 * (hi - lo)
+    # No change: the interval covers 0.
+    null = stats.contrast_studies(_two_study_table(0.0, seed=3), ["S"]).iloc[0]
+    assert null["contrast_lo"] < 0 < null["contrast_hi"] and null["p"] > 0.05
+
+
+def test_contrast_studies_averages_placements_and_falls_back_to_independent_seeds():
+    placed = stats.contrast_studies(_two_study_table(0.3, placements=3), ["S"]).iloc[0]
+    assert (placed["method"], placed["n_units"]) == ("matched seeds", 20)  # seeds, not pairs
+    apart = stats.contrast_studies(_two_study_table(0.3, seeds_b=range(20, 40)), ["S"]).iloc[0]
+    assert (apart["method"], apart["n_units"]) == ("independent seeds", 40)
+    t = _two_study_table(0.3, seeds_b=range(20, 40))
+    e = {n: g[g.condition == "uf"]["S"].to_numpy() - g[g.condition == "baseline"]["S"].to_numpy()
+         for n, g in t.groupby("study")}
+    assert apart["p"] == pytest.approx(sps.mannwhitneyu(e["reg"], e["plain"]).pvalue)
+    one = stats.contrast_studies(_two_study_table(0.3, seeds_b=[25]), ["S"]).iloc[0]
+    assert np.isnan(one["contrast_lo"]) and one["method"].startswith("fewer than 2")
+
+
+def test_contrast_studies_refuses_crossed_designs_and_unknown_references():
+    table = _two_study_table(0.3)
+    crossed = table[table.study == "reg"].copy()
+    crossed["study"] = "crossed"
+    crossed["order_seed"] = 100 + crossed["init_seed"] % 2   # every init with 2 orders ...
+    crossed["init_seed"] = crossed["init_seed"] // 2         # ... so pairs share seeds
+    rows = stats.contrast_studies(pd.concat([table, crossed]), ["S"])
+    assert rows.set_index("study").loc["crossed", "method"].startswith("no twins or crossed")
+    assert np.isnan(rows.set_index("study").loc["crossed", "contrast"])
+    with pytest.raises(ValueError, match="reference"):
+        stats.contrast_studies(table, ["S"], reference="nope")
+    with pytest.raises(ValueError, match="columns"):
+        stats.contrast_studies(table, ["nope"])

@@ -99,6 +99,23 @@ def test_paired_figure_draws_one_interval_per_study_and_score(uninterrupted, tmp
     assert sweep_plots.plot_paired_by_study(summary.drop(columns="pair_diff")) is None
 
 
+def test_combined_contrasts_compare_every_study_with_the_first(uninterrupted):
+    from memjax.stats import contrast_studies
+
+    models = pd.read_csv(uninterrupted / sweep.COMBINED_MODELS)
+    contrasts = pd.read_csv(uninterrupted / sweep.COMBINED_CONTRASTS)
+    assert set(contrasts["reference"]) == {"learning_rate=0.0003"}
+    assert list(dict.fromkeys(contrasts["study"])) == ["learning_rate=0.001", "dropout", "crossed"]
+    assert set(contrasts["score"]) == set(sweep.CONTRAST_SCORES)
+    by = contrasts.set_index(["study", "score"])
+    # One seed per study here: no interval from one unit; the crossed study is never contrasted.
+    assert by.loc[("dropout", "M_score"), "method"].startswith("fewer than 2 seed pairs")
+    assert by.loc[("crossed", "M_score"), "method"].startswith("no twins or crossed")
+    expected = contrast_studies(models, list(sweep.CONTRAST_SCORES),
+                                reference="learning_rate=0.0003")
+    pd.testing.assert_frame_equal(contrasts, expected, check_dtype=False)
+
+
 def test_dp_tradeoff_figure_adds_the_paired_panel_when_given_the_summary(uninterrupted):
     from memjax import sweep_plots
     from memjax.audit import audit_table
