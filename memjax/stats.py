@@ -375,10 +375,11 @@ def crossed_seeds(table: "pd.DataFrame") -> tuple[np.ndarray, np.ndarray] | None
 
 
 def _one_seed(rows: "pd.DataFrame") -> str:
-    """" (one init seed)" or " (one order seed)" when the (UF) rows of several pairs all share
-    that seed, else "": their pairs are independent given the seed, so their interval speaks
-    for that init or data order only (the crossed decomposition measures how much it matters)."""
-    if len(rows) < 2:
+    """" (one init seed)" or " (one order seed)" when the (UF) rows of several seed pairs all
+    share that seed, else "": their pairs are independent given the seed, so their interval
+    speaks for that init or data order only (the crossed decomposition measures how much it
+    matters)."""
+    if len(rows) < 2 or rows[["init_seed", "order_seed"]].drop_duplicates().shape[0] < 2:
         return ""
     for col, name in (("init_seed", "init"), ("order_seed", "order")):
         if col in rows.columns and rows[col].nunique() == 1:
@@ -555,101 +556,145 @@ def paired_by_epoch(models: "pd.DataFrame", epochs: "pd.DataFrame", score: str, 
     return pd.DataFrame(rows)
 
 
-def _unit_effects(models: "pd.DataFrame", score: str) -> "pd.Series | None":
+# Fewest matched seed pairs for a matched contrast: the two-sided Wilcoxon signed-rank test
+# cannot reach p < 0.05 with 5 pairs, and a bootstrap over so few under-covers.
+MIN_MATCHED = 6
+
+
+def _unit_effects(models: "pd.DataFrame", score: str) -> "pd.Series | str":
     """One study's UF-minus-twin difference of `score` averaged per seed pair (init_seed,
     order_seed; over canary placements, if several): the independent units of a study whose
-    seeds are not crossed. None without twins or in a crossed design."""
+    seeds are not crossed. Otherwise the reason there are none (a `method` text)."""
     import pandas as pd
 
+    if models.empty:
+        return "no valid models: not contrasted"
     models = models.reset_index(drop=True)
+    if "lr_mult" in models.columns and models["lr_mult"].nunique() > 1:
+        return "several lr multipliers: not contrasted (split them into studies)"
     pairs = twin_pairs(models)
-    if pairs is None or crossed_seeds(models.iloc[pairs[0]]) is not None:
-        return None
+    if pairs is None:
+        return "no twins (or ambiguous twins): not contrasted"
+    if crossed_seeds(models.iloc[pairs[0]]) is not None:
+        return "crossed seeds: not contrasted"
     col = pd.to_numeric(models[score], errors="coerce").to_numpy(np.float64)
     d = col[pairs[0]] - col[pairs[1]]
     rows = models.iloc[pairs[0]]
     keep = np.isfinite(d)
-    return pd.Series(d[keep]).groupby(
-        [rows["init_seed"].to_numpy()[keep], rows["order_seed"].to_numpy()[keep]]).mean()
+    seeds = [pd.to_numeric(rows[c], errors="coerce").to_numpy()[keep]
+             for c in ("init_seed", "order_seed")]
+    return pd.Series(d[keep]).groupby(seeds).mean()
+
+
+def _holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN entries left out)."""
+    p = np.asarray(p, np.float64)
+    out = np.full(p.shape, NAN)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok])]
+    m = order.size
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
 
 
 def contrast_studies(models: "pd.DataFrame", scores: list[str], *, reference: str | None = None,
-                     study_col: str = "study", valid_col: str = "valid", n_boot: int = 2000,
-                     alpha: float = 0.05, seed: int = 0) -> "pd.DataFrame":
+                     study_col: str = "study", condition_col: str = "condition",
+                     valid_col: str = "valid", n_boot: int = 2000, alpha: float = 0.05,
+                     seed: int = 0) -> "pd.DataFrame":
     """Each study's memorisation effect against a reference study's: does a regulariser (or any
     change of setting) change how much is memorised, not only "is it still memorised"?
 
-    A study's effect is its UF-minus-twin difference per seed pair (`_unit_effects`). Studies
-    of one sweep that share the seeds train seed s with the same data order (and the same
-    initial weights where the parameters agree), so the seed pairs present in both are matched
-    ("matched seeds"): the contrast is the mean over them of (effect in the study - effect in
-    the reference), with a bootstrap interval over seed pairs and the two-sided Wilcoxon
-    signed-rank p. With fewer than 2 matched seed pairs the studies are compared as independent
-    samples ("independent seeds": difference of means, independent bootstrap, two-sided
-    Mann-Whitney). A study without twins, a crossed init x order design (its seed pairs are
-    not independent) or fewer than 2 seed pairs on a side get NaN and say so in `method`.
+    A study's effect is its UF-minus-twin difference per seed pair (`_unit_effects`; averaged
+    over its canary placements, so compare studies with the same placements). The studies of
+    one sweep share root_seed, training-set size and batch size, so seed s trains with the same
+    data order in each (and the same initial weights where the parameters agree), and the seed
+    pairs present in both are matched. With at least `MIN_MATCHED` of them: "matched seeds",
+    the mean over the matched seed pairs of (effect in the study - effect in the reference),
+    a bootstrap interval over them and the two-sided Wilcoxon signed-rank p; effect and
+    effect_ref are then over the matched seed pairs too, so contrast = effect - effect_ref.
+    With fewer, the studies are independent samples ("independent seeds": the reference
+    leaves out the seed pairs the study has, then difference of means, independent bootstrap,
+    two-sided Mann-Whitney), which needs 2 seed pairs on each side. A study with no valid model,
+    no twins, a crossed init x order design (its seed pairs are not independent) or several
+    lr multipliers gets NaN, and `method` says why; so does a contrast whose differences are
+    all 0 (identical studies: no interval).
+
+    p_holm adjusts p by Holm over the studies contrasted on the same score (the family a
+    reader scans for "which regulariser changes it"); it does not adjust across scores.
 
     Args:
-      models: a combined models table (`study_col`, condition, the `PAIR_KEYS`, the scores,
-        optionally `valid_col`: invalid rows are left out).
+      models: a combined models table (`study_col`, `condition_col`, the `PAIR_KEYS`, the
+        scores, optionally `valid_col`: invalid rows are left out).
       scores: the score columns to contrast.
       reference: the study to contrast against (default: the first in the table, e.g. "plain").
     Returns:
-      one row per (study other than the reference, score): study, reference, score, effect and
-      effect_ref (mean UF-minus-twin difference of each, over all its seed pairs), n_units
-      (seed pairs used), contrast, contrast_lo, contrast_hi, p, method.
+      one row per (study other than the reference, score): study, reference, score, effect,
+      effect_ref, n_units (seed pairs used), contrast, contrast_lo, contrast_hi, p, p_holm,
+      method.
     Raises:
       ValueError: a missing column, or a reference that is not in the table.
     """
     import pandas as pd
 
-    missing = [c for c in [study_col, *scores] if c not in models.columns]
+    missing = [c for c in [study_col, condition_col, *scores] if c not in models.columns]
     if missing:
         raise ValueError(f"contrast_studies: columns {missing} not in the table")
-    if valid_col in models.columns:
-        models = models[models[valid_col].astype(bool)]
     studies = list(dict.fromkeys(models[study_col]))
     reference = studies[0] if reference is None and studies else reference
     if reference not in studies:
         raise ValueError(f"contrast_studies: reference study {reference!r} not in {studies}")
-    groups = {name: g for name, g in models.groupby(study_col, sort=False)}
+    if valid_col in models.columns:
+        models = models[models[valid_col].astype(bool)]
+    models = models.rename(columns={condition_col: "condition"}) if condition_col != "condition" else models
+    groups = {name: models[models[study_col] == name] for name in studies}
+    columns = ["study", "reference", "score", "effect", "effect_ref", "n_units", "contrast",
+               "contrast_lo", "contrast_hi", "p", "p_holm", "method"]
     rows = []
     for score in scores:
         ref = _unit_effects(groups[reference], score)
+        first = len(rows)
         for name in studies:
             if name == reference:
                 continue
             eff = _unit_effects(groups[name], score)
-            row = {"study": name, "reference": reference, "score": score,
-                   "effect": NAN if eff is None else float(eff.mean()),
-                   "effect_ref": NAN if ref is None else float(ref.mean()), "n_units": 0,
-                   "contrast": NAN, "contrast_lo": NAN, "contrast_hi": NAN, "p": NAN}
-            if eff is None or ref is None:
-                rows.append({**row, "method": "no twins or crossed seeds: not contrasted"})
+            row = dict.fromkeys(columns, NAN) | {"study": name, "reference": reference,
+                                                 "score": score, "n_units": 0}
+            if isinstance(eff, str) or isinstance(ref, str):
+                row["method"] = eff if isinstance(eff, str) else "reference: " + ref
+                rows.append(row)
                 continue
             both = eff.index.intersection(ref.index)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # few units: SciPy warns, still answers
-                if len(both) >= 2:
+                if len(both) >= MIN_MATCHED:
                     d = (eff[both] - ref[both]).to_numpy()
-                    m, lo, hi = bootstrap_mean_ci(d, n_boot=n_boot, alpha=alpha, seed=seed)
-                    p = (float(sps.wilcoxon(d, zero_method="wilcox").pvalue) if np.any(d != 0)
-                         else NAN)
-                    row.update(n_units=len(both), contrast=m, contrast_lo=lo, contrast_hi=hi,
-                               p=p, method="matched seeds")
-                elif min(eff.size, ref.size) >= 2:
-                    x, y = eff.to_numpy(), ref.to_numpy()
-                    m, lo, hi = bootstrap_diff_ci(x, y, n_boot=n_boot, alpha=alpha, seed=seed)
-                    p = (float(sps.mannwhitneyu(x, y, alternative="two-sided").pvalue)
-                         if x.size and y.size else NAN)
-                    row.update(n_units=x.size + y.size, contrast=m, contrast_lo=lo,
-                               contrast_hi=hi, p=p, method="independent seeds")
+                    row.update(effect=float(eff[both].mean()), effect_ref=float(ref[both].mean()),
+                               n_units=len(both), contrast=float(d.mean()), method="matched seeds")
+                    if np.any(d != 0):
+                        _, row["contrast_lo"], row["contrast_hi"] = bootstrap_mean_ci(
+                            d, n_boot=n_boot, alpha=alpha, seed=seed)
+                        row["p"] = float(sps.wilcoxon(d, zero_method="wilcox").pvalue)
+                    else:
+                        row["method"] = "matched seeds, all differences 0: no interval"
                 else:
-                    row["method"] = "fewer than 2 seed pairs: not contrasted"
+                    x, y = eff.to_numpy(), ref.drop(both).to_numpy()
+                    row.update(effect=float(x.mean()) if x.size else NAN,
+                               effect_ref=float(y.mean()) if y.size else NAN)
+                    if min(x.size, y.size) >= 2:
+                        row["contrast"], row["contrast_lo"], row["contrast_hi"] = bootstrap_diff_ci(
+                            x, y, n_boot=n_boot, alpha=alpha, seed=seed)
+                        row.update(n_units=x.size + y.size, method="independent seeds",
+                                   p=float(sps.mannwhitneyu(x, y, alternative="two-sided").pvalue))
+                    else:
+                        row["method"] = "fewer than 2 seed pairs: not contrasted"
             rows.append(row)
-    return pd.DataFrame(rows, columns=["study", "reference", "score", "effect", "effect_ref",
-                                       "n_units", "contrast", "contrast_lo", "contrast_hi", "p",
-                                       "method"])
+        family = rows[first:]
+        for row, adj in zip(family, _holm(np.array([r["p"] for r in family], np.float64))):
+            row["p_holm"] = adj
+    return pd.DataFrame(rows, columns=columns)
 
 
 # --------------------------------------------------------------------------------------------
@@ -787,7 +832,8 @@ def summarise(
       UF/baseline twins (`twin_pairs`; NaN when the table has none) and `paired_method`:
       "pairs" (independent pairs; "pairs (one init seed)" / "pairs (one order seed)" when
       every pair shares that seed, seed_mode "order" / "init": the interval is then conditional
-      on that one seed, not over seeds), "seed clusters" (placements sharing a seed) or "crossed
+      on that one seed, not over seeds), "seed clusters" (placements sharing a seed; the same
+      suffix when one seed is shared) or "crossed
       random effects" (a crossed init x order design, `crossed_seeds`: pairs sharing an init
       or an order seed are not independent, so pair_diff, its interval and wilcoxon_p are the
       random-effects mean, t interval and one-sided t test of `_crossed_paired`), or "crossed
@@ -832,8 +878,8 @@ def summarise(
         else:
             paired = paired_compare(col[pairs[0]], col[pairs[1]], clusters=clusters,
                                     n_boot=n_boot, seed=seed + 1)
-            method = ("pairs" + _one_seed(table.iloc[pairs[0]])
-                      if paired["n_clusters"] == paired["n_pairs"] else "seed clusters")
+            method = ("pairs" if paired["n_clusters"] == paired["n_pairs"] else "seed clusters"
+                      ) + _one_seed(table.iloc[pairs[0]])
             if crossed is not None:
                 paired, method = _crossed_paired(paired, col[pairs[0]] - col[pairs[1]], *crossed)
             row.update(paired, paired_method=method)

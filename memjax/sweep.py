@@ -238,4 +238,6 @@ def _combine(sweep_dir: Path, studies: list[SweepStudy]) -> pd.DataFrame:
     if len(models) >= 2 and scores and reference in set(combined["study"]):
         R.write_table(sweep_dir / COMBINED_CONTRASTS,
                       contrast_studies(combined, scores, reference=reference))
+    else:
+        (sweep_dir / COMBINED_CONTRASTS).unlink(missing_ok=True)  # never a stale table
     return combined

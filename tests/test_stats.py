@@ -246,6 +246,8 @@ def test_summarise_clusters_the_pairs_of_a_seed_across_placements():
     assert row["n_pairs"] == 24 and row["n_clusters"] == 6
     assert row["paired_method"] == "seed clusters"
     assert row["wilcoxon_p"] >= 1 / 2**6
+    one_order = pd.DataFrame(rows).assign(order_seed=0)  # seed_mode "init" with placements
+    assert stats.summarise(one_order, ["S"]).iloc[0]["paired_method"] == "seed clusters (one order seed)"
 
 
 def test_compare_counts_each_seed_once_when_placements_share_the_baseline():
@@ -491,9 +493,61 @@ def test_contrast_studies_refuses_crossed_designs_and_unknown_references():
     crossed["order_seed"] = 100 + crossed["init_seed"] % 2   # every init with 2 orders ...
     crossed["init_seed"] = crossed["init_seed"] // 2         # ... so pairs share seeds
     rows = stats.contrast_studies(pd.concat([table, crossed]), ["S"])
-    assert rows.set_index("study").loc["crossed", "method"].startswith("no twins or crossed")
+    assert rows.set_index("study").loc["crossed", "method"].startswith("crossed seeds")
     assert np.isnan(rows.set_index("study").loc["crossed", "contrast"])
     with pytest.raises(ValueError, match="reference"):
         stats.contrast_studies(table, ["S"], reference="nope")
     with pytest.raises(ValueError, match="columns"):
         stats.contrast_studies(table, ["nope"])
+    with pytest.raises(ValueError, match="columns"):
+        stats.contrast_studies(table.drop(columns="condition"), ["S"])
+
+
+def test_contrast_studies_edge_cases_give_honest_rows():
+    # Partial overlap: matched over the 10 shared seed pairs, and effect - effect_ref adds up.
+    part = stats.contrast_studies(_two_study_table(0.3, seeds_b=range(10, 30)), ["S"]).iloc[0]
+    assert (part["method"], part["n_units"]) == ("matched seeds", 10)
+    assert part["contrast"] == pytest.approx(part["effect"] - part["effect_ref"])
+    # Too few shared (< MIN_MATCHED): independent samples, the shared seed left out of the
+    # reference so that the two samples are independent.
+    few = _two_study_table(0.3, seeds_b=range(17, 37))
+    row = stats.contrast_studies(few, ["S"]).iloc[0]
+    assert (row["method"], row["n_units"]) == ("independent seeds", 20 + 17)
+    # Seeds stored as text in one study still match the other's integers.
+    text = _two_study_table(0.3)
+    text["init_seed"] = text["init_seed"].astype(object)
+    text.loc[text.study == "reg", "init_seed"] = text.loc[text.study == "reg", "init_seed"].astype(str)
+    assert stats.contrast_studies(text, ["S"]).iloc[0]["method"] == "matched seeds"
+    # A reference with no valid model: NaN rows that say so, no exception (a sweep combine).
+    table = _two_study_table(0.3)
+    table.loc[table.study == "plain", "valid"] = False
+    row = stats.contrast_studies(table, ["S"]).iloc[0]
+    assert np.isnan(row["contrast"]) and row["method"] == "reference: no valid models: not contrasted"
+    # Several lr multipliers per seed are two settings, not one unit.
+    lr = _two_study_table(0.3, placements=2)
+    lr["lr_mult"] = np.where(lr["placement"] == 0, 1.0, 2.0)
+    lr["canary_index"] = 7
+    assert stats.contrast_studies(lr, ["S"]).iloc[0]["method"].startswith("several lr multipliers")
+    # Identical studies: contrast 0 with no (zero-width) interval.
+    same = _two_study_table(0.3)
+    clone = same[same.study == "plain"].assign(study="clone")
+    row = stats.contrast_studies(pd.concat([same, clone]), ["S"]).set_index("study").loc["clone"]
+    assert row["contrast"] == 0 and np.isnan(row["contrast_lo"]) and np.isnan(row["p"])
+
+
+def test_contrast_studies_holm_adjusts_within_a_score():
+    rng = np.random.default_rng(5)
+    parts = [_two_study_table(0.0, seed=1)]
+    for k, shift in enumerate((0.3, 0.05, 0.0)):
+        t = _two_study_table(shift, seed=1)
+        t = t[t.study == "reg"].assign(study=f"reg{k}")
+        t["S"] += np.where(t.condition == "uf", rng.normal(0, 0.1, len(t)), 0)
+        parts.append(t)
+    rows = stats.contrast_studies(pd.concat(parts), ["S", "S"])
+    first = rows.iloc[:4]  # "reg" (the same as plain here) and reg0-reg2 on the first "S"
+    p = first["p"].to_numpy()
+    order = np.argsort(p)
+    holm = np.maximum.accumulate(np.minimum(1, (len(p) - np.arange(len(p))) * p[order]))
+    np.testing.assert_allclose(first["p_holm"].to_numpy()[order], holm)
+    assert (rows["p_holm"] >= rows["p"]).all()
+    np.testing.assert_allclose(rows.iloc[4:]["p_holm"], first["p_holm"])  # per score family

@@ -110,7 +110,7 @@ def test_combined_contrasts_compare_every_study_with_the_first(uninterrupted):
     by = contrasts.set_index(["study", "score"])
     # One seed per study here: no interval from one unit; the crossed study is never contrasted.
     assert by.loc[("dropout", "M_score"), "method"].startswith("fewer than 2 seed pairs")
-    assert by.loc[("crossed", "M_score"), "method"].startswith("no twins or crossed")
+    assert by.loc[("crossed", "M_score"), "method"].startswith("crossed seeds")
     expected = contrast_studies(models, list(sweep.CONTRAST_SCORES),
                                 reference="learning_rate=0.0003")
     pd.testing.assert_frame_equal(contrasts, expected, check_dtype=False)
