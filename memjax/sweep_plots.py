@@ -102,6 +102,33 @@ def plot_paired_by_study(summary: pd.DataFrame, scores: tuple[str, ...] = ("M_sc
     return _save(fig, path)
 
 
+def plot_contrasts(contrasts: pd.DataFrame, score: str = "M_score",
+                   path: Path | None = None) -> Figure | None:
+    """Per study: its UF-minus-twin effect minus the reference study's (`stats.contrast_studies`,
+    `combined_contrasts.csv`) with the 95% interval, labelled with the two-sided p and the
+    Holm-adjusted p: does the setting *change* memorisation. None if nothing was contrasted."""
+    c = contrasts[(contrasts["score"] == score) & np.isfinite(contrasts["contrast"])]
+    if c.empty:
+        return None
+    studies = list(c["study"])
+    fig = Figure(figsize=(3.0 + 1.2 * len(studies), 3.4))
+    ax = fig.subplots()
+    x = np.arange(len(studies))
+    d = c["contrast"].to_numpy(np.float64)
+    lo, hi = c["contrast_lo"].to_numpy(np.float64), c["contrast_hi"].to_numpy(np.float64)
+    ax.errorbar(x, d, yerr=[d - lo, hi - d], fmt="o", color="tab:purple", capsize=4)
+    ax.axhline(0, color="grey", lw=0.8, ls="--")
+    for xi, (_, r) in zip(x, c.iterrows()):
+        top = r["contrast_hi"] if np.isfinite(r["contrast_hi"]) else r["contrast"]
+        ax.annotate(f"p={r['p']:.2g}\nHolm {r['p_holm']:.2g}", (xi, top),
+                    textcoords="offset points", xytext=(0, 4), ha="center", fontsize=7)
+    ax.set_xticks(x, studies, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"{score} (UF - twin) minus {c['reference'].iloc[0]}'s")
+    ax.margins(x=0.5 / len(studies), y=0.25)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_trajectory_pairs(by_study: dict[str, pd.DataFrame], score: str = "traj_M_score",
                           path: Path | None = None) -> Figure | None:
     """Per study, the mean UF-minus-twin difference of a trajectory score at every epoch with its

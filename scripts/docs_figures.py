@@ -73,7 +73,7 @@ def dp(runs: Path, out: Path) -> list[str]:
 
 
 def regularisation(runs: Path, out: Path) -> list[str]:
-    from memjax.sweep_plots import plot_paired_by_study
+    from memjax.sweep_plots import plot_contrasts, plot_paired_by_study
 
     made = []
     for name in ("regularisation", "regularisation-memorised"):
@@ -82,6 +82,10 @@ def regularisation(runs: Path, out: Path) -> list[str]:
             plot_paired_by_study(pd.read_csv(path), ("M_score", "PD_M"),
                                  path=out / f"{name}_pairs.png")
             made.append(f"{name}_pairs.png")
+        path = runs / name / "combined_contrasts.csv"
+        if path.is_file() and plot_contrasts(pd.read_csv(path), "M_score",
+                                             path=out / f"{name}_contrasts.png") is not None:
+            made.append(f"{name}_contrasts.png")
     return made
 
 

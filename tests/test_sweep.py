@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -114,6 +115,21 @@ def test_combined_contrasts_compare_every_study_with_the_first(uninterrupted):
     expected = contrast_studies(models, list(sweep.CONTRAST_SCORES),
                                 reference="learning_rate=0.0003")
     pd.testing.assert_frame_equal(contrasts, expected, check_dtype=False)
+
+
+def test_contrasts_figure_draws_each_contrasted_study(uninterrupted, tmp_path):
+    from memjax import sweep_plots
+
+    contrasts = pd.read_csv(uninterrupted / sweep.COMBINED_CONTRASTS)
+    assert sweep_plots.plot_contrasts(contrasts) is None  # one seed per study: nothing to draw
+    table = pd.DataFrame({"study": ["a", "b", "c"], "reference": "plain", "score": "M_score",
+                          "contrast": [-0.14, 0.13, np.nan], "contrast_lo": [-0.26, -0.01, np.nan],
+                          "contrast_hi": [-0.03, 0.29, np.nan], "p": [0.015, 0.08, np.nan],
+                          "p_holm": [0.045, 0.15, np.nan]})
+    fig = sweep_plots.plot_contrasts(table, "M_score", tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 0
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["a", "b"]
+    assert "plain" in fig.axes[0].get_ylabel()
 
 
 def test_dp_tradeoff_figure_adds_the_paired_panel_when_given_the_summary(uninterrupted):
