@@ -382,7 +382,7 @@ def _one_seed(rows: "pd.DataFrame") -> str:
     if len(rows) < 2 or rows[["init_seed", "order_seed"]].drop_duplicates().shape[0] < 2:
         return ""
     for col, name in (("init_seed", "init"), ("order_seed", "order")):
-        if col in rows.columns and rows[col].nunique() == 1:
+        if rows[col].nunique() == 1:
             return f" (one {name} seed)"
     return ""
 
@@ -648,7 +648,8 @@ def contrast_studies(models: "pd.DataFrame", scores: list[str], *, reference: st
         raise ValueError(f"contrast_studies: reference study {reference!r} not in {studies}")
     if valid_col in models.columns:
         models = models[models[valid_col].astype(bool)]
-    models = models.rename(columns={condition_col: "condition"}) if condition_col != "condition" else models
+    if condition_col != "condition":
+        models = models.rename(columns={condition_col: "condition"})  # as twin_pairs reads it
     groups = {name: models[models[study_col] == name] for name in studies}
     columns = ["study", "reference", "score", "effect", "effect_ref", "n_units", "contrast",
                "contrast_lo", "contrast_hi", "p", "p_holm", "method"]
@@ -833,8 +834,8 @@ def summarise(
       "pairs" (independent pairs; "pairs (one init seed)" / "pairs (one order seed)" when
       every pair shares that seed, seed_mode "order" / "init": the interval is then conditional
       on that one seed, not over seeds), "seed clusters" (placements sharing a seed; the same
-      suffix when one seed is shared) or "crossed
-      random effects" (a crossed init x order design, `crossed_seeds`: pairs sharing an init
+      suffix when one seed is shared) or "crossed random effects" (a crossed init x order
+      design, `crossed_seeds`: pairs sharing an init
       or an order seed are not independent, so pair_diff, its interval and wilcoxon_p are the
       random-effects mean, t interval and one-sided t test of `_crossed_paired`), or "crossed
       (incomplete)" (no complete 2 x 2 table of seeds: no interval, no p). In a crossed
