@@ -58,17 +58,18 @@ def plot_memorised_fraction(summary: pd.DataFrame, score: str = "M_score",
     return _save(fig, path)
 
 
-def _paired_errorbars(ax, x: np.ndarray, rows: pd.DataFrame, label) -> None:
-    """Mean UF-minus-twin differences (`pair_diff`) with their intervals at positions x, each
-    labelled above its interval with `label(row)`; a dashed line at 0."""
-    d = rows["pair_diff"].to_numpy(np.float64)
-    err = [d - rows["pair_diff_lo"].to_numpy(np.float64),
-           rows["pair_diff_hi"].to_numpy(np.float64) - d]
-    ax.errorbar(x, d, yerr=err, fmt="o", color=COLORS["uf"], capsize=4)
+def _paired_errorbars(ax, x: np.ndarray, rows: pd.DataFrame, label, col: str = "pair_diff",
+                      color: str = COLORS["uf"]) -> None:
+    """Mean differences (`col`, default the UF-minus-twin `pair_diff`) with their intervals
+    (`col`_lo, `col`_hi) at positions x, each labelled above its interval (at the point when
+    it has none) with `label(row)`; a dashed line at 0."""
+    d = rows[col].to_numpy(np.float64)
+    lo, hi = rows[f"{col}_lo"].to_numpy(np.float64), rows[f"{col}_hi"].to_numpy(np.float64)
+    ax.errorbar(x, d, yerr=[d - lo, hi - d], fmt="o", color=color, capsize=4)
     ax.axhline(0, color="grey", lw=0.8, ls="--")
-    for xi, (_, r) in zip(x, rows.iterrows()):
-        if np.isfinite(r["pair_diff"]):
-            ax.annotate(label(r), (xi, r["pair_diff_hi"]), textcoords="offset points",
+    for xi, (_, r), top in zip(x, rows.iterrows(), np.where(np.isfinite(hi), hi, d)):
+        if np.isfinite(r[col]):
+            ax.annotate(label(r), (xi, top), textcoords="offset points",
                         xytext=(0, 4), ha="center", fontsize=7)
     ax.margins(y=0.15)
 
@@ -114,14 +115,8 @@ def plot_contrasts(contrasts: pd.DataFrame, score: str = "M_score",
     fig = Figure(figsize=(3.0 + 1.2 * len(studies), 3.4))
     ax = fig.subplots()
     x = np.arange(len(studies))
-    d = c["contrast"].to_numpy(np.float64)
-    lo, hi = c["contrast_lo"].to_numpy(np.float64), c["contrast_hi"].to_numpy(np.float64)
-    ax.errorbar(x, d, yerr=[d - lo, hi - d], fmt="o", color="tab:purple", capsize=4)
-    ax.axhline(0, color="grey", lw=0.8, ls="--")
-    for xi, (_, r) in zip(x, c.iterrows()):
-        top = r["contrast_hi"] if np.isfinite(r["contrast_hi"]) else r["contrast"]
-        ax.annotate(f"p={r['p']:.2g}\nHolm {r['p_holm']:.2g}", (xi, top),
-                    textcoords="offset points", xytext=(0, 4), ha="center", fontsize=7)
+    _paired_errorbars(ax, x, c, lambda r: f"p={r['p']:.2g}\nHolm {r['p_holm']:.2g}",
+                      col="contrast", color="tab:purple")
     ax.set_xticks(x, studies, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(f"{score} (UF - twin) minus {c['reference'].iloc[0]}'s")
     ax.margins(x=0.5 / len(studies), y=0.25)
