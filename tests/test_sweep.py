@@ -117,6 +117,23 @@ def test_combined_contrasts_compare_every_study_with_the_first(uninterrupted):
     pd.testing.assert_frame_equal(contrasts, expected, check_dtype=False)
 
 
+def test_combine_deletes_the_contrasts_when_the_reference_study_is_no_longer_complete(
+        uninterrupted, tmp_path):
+    import shutil
+
+    out = tmp_path / "sweep"
+    shutil.copytree(uninterrupted, out)
+    assert (out / sweep.COMBINED_CONTRASTS).is_file()
+    # The reference (the spec's first study) loses its manifest, as after a rerun that was
+    # killed mid-way: the others are still complete, but nothing may be contrasted with it.
+    (out / "studies" / "learning_rate=0.0003" / "MANIFEST.json").unlink()
+    combined = sweep.combine(out)
+    assert "learning_rate=0.0003" not in set(combined["study"])
+    assert set(combined["study"]) == {"learning_rate=0.001", "dropout", "crossed"}
+    assert not (out / sweep.COMBINED_CONTRASTS).exists()  # never a stale table
+    assert set(pd.read_csv(out / sweep.COMBINED_MODELS)["study"]) == set(combined["study"])
+
+
 def test_contrasts_figure_draws_each_contrasted_study(uninterrupted, tmp_path):
     from memjax import sweep_plots
 
