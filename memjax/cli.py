@@ -6,6 +6,8 @@
     memjax sweep SPEC --out DIR [--shard i/n] [--combine-only]   a grid of studies (resumable)
     memjax audit DIR [--delta D] [--alpha A] [--out F]   membership-test audit: ROC, TPR at
                                        low FPR, epsilon bound
+    memjax tail DIR [--out F]          where the M score comes from: UF - twin by bins of the
+                                       canary class's probability (rescores, writes nothing)
     memjax influence PRESET --out DIR  TracIn self-influence: canaries by SI, UF-image ranks
     memjax check DIR                   verify a run directory (checksums, completeness)
     memjax presets                     list the presets
@@ -64,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
                     help="default: the run's train.dp_delta, else 1/N for its N training images")
     au.add_argument("--alpha", type=float, default=0.05, help="1 - confidence of the bound")
     au.add_argument("--out", type=Path, default=None, help="also write the table (CSV)")
+    tl = sub.add_parser("tail", help="M score by bins of the canary class's probability "
+                        "(UF - twin per bin; rescores in log space, writes nothing into DIR)")
+    tl.add_argument("workdir", type=Path)
+    tl.add_argument("--out", type=Path, default=None,
+                    help="also write the per-model, per-bin table (CSV)")
+    tl.add_argument("--no-progress", action="store_true")
     inf = sub.add_parser("influence", help="TracIn self-influence: canaries by SI; UF-image ranks")
     inf.add_argument("preset", choices=sorted(PRESETS))
     inf.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
@@ -172,6 +180,20 @@ def main(argv: list[str] | None = None) -> int:
                 from memjax.results import write_table
 
                 write_table(args.out, table)
+            return 0
+        if args.command == "tail":
+            from memjax.tail import tail_study
+
+            terms, paired = tail_study(args.workdir, progress=not args.no_progress)
+            cols = ["bin", "value", "mean_uf", "mean_base", "pair_diff", "pair_diff_lo",
+                    "pair_diff_hi", "pair_frac_pos", "wilcoxon_p"]
+            print(paired[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+                  if len(paired) else
+                  "no UF/baseline twins in this study: nothing to compare")
+            if args.out:
+                from memjax.results import write_table
+
+                write_table(args.out, terms)
             return 0
         if args.command == "influence":
             return _influence(args)

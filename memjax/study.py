@@ -253,6 +253,37 @@ def _final_accuracy(summary: dict[str, np.ndarray], early_stopping: bool) -> np.
     return acc[np.arange(m), epoch]
 
 
+def score_prepared(prep: Prepared, variables: dict, *, progress: bool = True,
+                   clip: bool | None = None):
+    """Scores `variables` [M, ...] (the study's population) on the study's probes.
+
+    Args:
+      prep: the study's `prepare(cfg)`.
+      variables: Flax variables with a models axis, in the order of `prep.table`.
+      clip: Keras' clipped KL; None takes `cfg.score.clip`.
+    Returns:
+      (probes, `memjax.scoring.ScoreOutput`): the probe set (`memjax.data.make_probes`) and
+      every model's scores and per-probe values.
+    """
+    cfg = prep.cfg
+    program = make_program(cfg.model.name, cfg.train)
+    probes = make_probes(cfg.data.dataset, n=cfg.probes.n, source=cfg.probes.source,
+                         data_dir=cfg.data.data_dir)
+    mean, std = STATS[cfg.data.dataset]
+    k = prep.train.shape[-1]
+    y_star = prep.table["canary_label"].to_numpy()
+    out = score_population(
+        program, variables, prep.inputs, y_star, probes.images, probes.labels, cfg.feature,
+        mean=np.asarray(mean), std=np.asarray(std),
+        standardise=cfg.probes.standardise or k == 3,
+        clip=cfg.score.clip if clip is None else clip,
+        control_seed=cfg.probes.control_seed, batch_size=cfg.probes.batch_size,
+        chunk_size=64 if model_family(cfg.model.name) == "mlp" else 16, progress=progress,
+        sharding=_sharding(cfg), m10_reference=cfg.score.m10_reference,
+    )
+    return probes, out
+
+
 def score_stage(workdir: str | Path, *, progress: bool = True, prep: Prepared | None = None,
                 trained: TrainResult | None = None) -> R.RunResults | None:
     """Scores the trained population in `workdir` and writes the tables, figures and report.
@@ -268,20 +299,7 @@ def score_stage(workdir: str | Path, *, progress: bool = True, prep: Prepared | 
         cfg = read_config(workdir)
         prep = prep or prepare(cfg)
         variables, summary = R.load_population(workdir / R.POPULATION)
-    program = make_program(cfg.model.name, cfg.train)
-    probes = make_probes(cfg.data.dataset, n=cfg.probes.n, source=cfg.probes.source,
-                         data_dir=cfg.data.data_dir)
-    mean, std = STATS[cfg.data.dataset]
-    k = prep.train.shape[-1]
-    y_star = prep.table["canary_label"].to_numpy()
-    out = score_population(
-        program, variables, prep.inputs, y_star, probes.images, probes.labels, cfg.feature,
-        mean=np.asarray(mean), std=np.asarray(std),
-        standardise=cfg.probes.standardise or k == 3, clip=cfg.score.clip,
-        control_seed=cfg.probes.control_seed, batch_size=cfg.probes.batch_size,
-        chunk_size=64 if model_family(cfg.model.name) == "mlp" else 16, progress=progress,
-        sharding=_sharding(cfg), m10_reference=cfg.score.m10_reference,
-    )
+    probes, out = score_prepared(prep, variables, progress=progress)
     if not is_writer():
         return None
     (workdir / R.MANIFEST).unlink(missing_ok=True)  # an interrupted re-scoring shows incomplete

@@ -1,0 +1,155 @@
+"""Where a model's M score comes from: its per-probe terms, by how unlikely the canary class is.
+
+The M score (method.md, the negative of M3) is a mean over the probes of the canary's label y*
+of log f(x_i^U)_{y*} - log f(x_i^R)_{y*}. On that log scale, raising a probability from 1e-9 to
+3e-9 counts as much as raising it from 0.1 to 0.3, so a model that puts y* deep in the tail of
+most probes can score high while the UF barely moves its outputs. `tail_terms` splits each
+model's M score into bins of the control output's probability of y*, p_i = f(x_i^R)_{y*}: the
+bins' parts add up to the M score. Beside each part it gives the same sum on the probability
+scale, f(x_i^U)_{y*} - f(x_i^R)_{y*}, which the tail cannot inflate. `paired_by_bin` compares
+UF models with their baseline twins bin by bin; `tail_study` does it all for a finished study
+(read only: it rescores the saved population in log space and writes nothing).
+
+Measured on the full-MNIST regularisation sweep (docs/reproduction.md): batch norm's five-fold
+M score sits in probes where p_i < 1e-7; on the probability scale its UF effect equals plain's.
+
+Shapes: M models, P probes, N twin pairs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from memjax.stats import paired_compare, seed_clusters, twin_pairs
+
+# Bin edges of p_i = f(x_i^R)_{y*}; 1e-7 is Keras' clipping floor (`score.clip`), below which
+# the reference's clipped KL sees no difference at all.
+EDGES = (0.0, 1e-7, 1e-4, 1e-2, 1.0)
+
+
+def _bin_labels(edges: tuple[float, ...]) -> list[str]:
+    return [f"[{lo:g}, {hi:g}{']' if i == len(edges) - 2 else ')'}"
+            for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))]
+
+
+def tail_terms(kl_q_uf: np.ndarray, kl_q_ctrl: np.ndarray, y_star: np.ndarray,
+               probe_labels: np.ndarray, edges: tuple[float, ...] = EDGES) -> pd.DataFrame:
+    """Each model's M score split into bins of the control probability of its canary class.
+
+    Args:
+      kl_q_uf, kl_q_ctrl: float [M, P], per-probe KL(one-hot(y*) || f(x^U)) and
+        KL(one-hot(y*) || f(x^R)) in log space, i.e. -log f(.)_{y*} (`ScoreOutput.per_probe`
+        scored with clip=False, or a study's arrays.npz with `score.keep_per_probe`).
+      y_star: int [M], each model's canary label.
+      probe_labels: int [P].
+      edges: increasing bin edges of p = f(x^R)_{y*}, from 0 to 1 (the last bin includes 1).
+    Returns:
+      One row per (model row m, bin): row, bin (its label), lo, hi, n_probes (probes of label
+      y* in the bin), share (of the model's probes of label y*), M_score_part (the bin's sum of
+      log f(x^U)_{y*} - log f(x^R)_{y*} over ALL the model's probes of label y*: the parts of a
+      model add up to its M_score), mean_log_ratio (the bin's mean, NaN when empty) and
+      prob_part (the same sum on the probability scale).
+    Raises:
+      ValueError: inconsistent shapes, edges not increasing from 0 to 1, or a per-probe value
+        that is not a log-space KL (negative or NaN for a probe that is used).
+    """
+    kl_uf = np.asarray(kl_q_uf, np.float64)
+    kl_ctrl = np.asarray(kl_q_ctrl, np.float64)
+    y_star = np.asarray(y_star).reshape(-1)
+    labels = np.asarray(probe_labels).reshape(-1)
+    e = np.asarray(edges, np.float64)
+    if kl_uf.ndim != 2 or kl_uf.shape != kl_ctrl.shape or kl_uf.shape != (y_star.size, labels.size):
+        raise ValueError(f"tail_terms: per-probe arrays {kl_uf.shape} / {kl_ctrl.shape}, "
+                         f"{y_star.size} canary labels and {labels.size} probe labels: expected "
+                         "[M, P], [M, P], [M] and [P]")
+    if e.size < 2 or e[0] != 0 or e[-1] != 1 or np.any(np.diff(e) <= 0):
+        raise ValueError(f"tail_terms: edges {tuple(edges)} must increase from 0 to 1")
+    names = _bin_labels(tuple(float(x) for x in e))
+    rows = []
+    for m in range(y_star.size):
+        own = labels == y_star[m]
+        lu, lr = -kl_uf[m, own], -kl_ctrl[m, own]
+        if np.any(~np.isfinite(lu) | ~np.isfinite(lr) | (lu > 1e-6) | (lr > 1e-6)):
+            raise ValueError(f"tail_terms: model row {m} has per-probe values that are not "
+                             "log-space KLs to a one-hot target (NaN, inf or negative); score "
+                             "with clip=False")
+        p_ctrl = np.exp(lr)
+        # The last bin is closed: p = 1 (and float round-up above it) falls in it.
+        which = np.clip(np.searchsorted(e, p_ctrl, side="right") - 1, 0, e.size - 2)
+        n_own = max(int(own.sum()), 1)
+        ratio, prob = lu - lr, np.exp(lu) - p_ctrl
+        for b, name in enumerate(names):
+            k = which == b
+            rows.append({"row": m, "bin": name, "lo": e[b], "hi": e[b + 1],
+                         "n_probes": int(k.sum()), "share": float(k.sum() / n_own),
+                         "M_score_part": float(ratio[k].sum() / n_own),
+                         "mean_log_ratio": float(ratio[k].mean()) if k.any() else np.nan,
+                         "prob_part": float(prob[k].sum() / n_own)})
+    return pd.DataFrame(rows)
+
+
+def paired_by_bin(models: pd.DataFrame, terms: pd.DataFrame, *, n_boot: int = 2000,
+                  seed: int = 0) -> pd.DataFrame:
+    """UF minus baseline twin, bin by bin, of `tail_terms`' parts (`stats.paired_compare`,
+    clustered by seeds as in `stats.summarise`).
+
+    Args:
+      models: the study's models table, row m of it being `terms`' row m (the columns of
+        `stats.PAIR_KEYS`, condition, optionally valid).
+      terms: `tail_terms` of those models.
+    Returns:
+      One row per (bin, value) with value in M_score_part, prob_part, share: bin, lo, hi,
+      value, mean_uf, mean_base and `paired_compare`'s keys. Empty when there are no twins.
+    """
+    models = models.reset_index(drop=True)
+    keep = (models["valid"].astype(bool).to_numpy() if "valid" in models.columns
+            else np.ones(len(models), bool))
+    valid_rows = np.flatnonzero(keep)
+    pairs = twin_pairs(models.iloc[valid_rows].reset_index(drop=True))
+    out = []
+    if pairs is None:
+        return pd.DataFrame(out)
+    uf_rows, base_rows = valid_rows[pairs[0]], valid_rows[pairs[1]]
+    clusters = seed_clusters(models.iloc[uf_rows])
+    for (name, lo, hi), g in terms.groupby(["bin", "lo", "hi"], sort=False):
+        g = g.set_index("row")
+        for value in ("M_score_part", "prob_part", "share"):
+            uf = g[value].reindex(uf_rows).to_numpy(np.float64)
+            base = g[value].reindex(base_rows).to_numpy(np.float64)
+            out.append({"bin": name, "lo": lo, "hi": hi, "value": value,
+                        "mean_uf": float(np.mean(uf)), "mean_base": float(np.mean(base)),
+                        **paired_compare(uf, base, clusters=clusters, n_boot=n_boot,
+                                         seed=seed)})
+    return pd.DataFrame(out)
+
+
+def tail_study(workdir: str | Path, *, edges: tuple[float, ...] = EDGES, progress: bool = True
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`tail_terms` and `paired_by_bin` of a finished study, rescored in log space.
+
+    Reads the study's config, data and population.npz and rescores every model on the study's
+    probes with clip=False (whatever `score.clip` says: the bins need true probabilities); it
+    writes nothing into the study.
+
+    Returns:
+      (terms, paired): `tail_terms` with the models table's model, condition, init_seed,
+      order_seed and placement columns added, and `paired_by_bin`.
+    """
+    from memjax import results as R
+    from memjax.study import prepare, read_config, score_prepared
+
+    workdir = Path(workdir)
+    cfg = read_config(workdir)
+    models = R.load(workdir).models
+    prep = prepare(cfg)
+    variables, _ = R.load_population(workdir / R.POPULATION)
+    probes, out = score_prepared(prep, variables, progress=progress, clip=False)
+    y_star = prep.table["canary_label"].to_numpy()
+    terms = tail_terms(out.per_probe["kl_q_uf"], out.per_probe["kl_q_ctrl"], y_star,
+                       probes.labels, edges)
+    ids = [c for c in ("model", "condition", "init_seed", "order_seed", "placement")
+           if c in models.columns]
+    terms = models[ids].reset_index(drop=True).iloc[terms["row"]].reset_index(drop=True).join(terms)
+    return terms, paired_by_bin(models, terms)

@@ -1,0 +1,118 @@
+"""memjax.tail: the M score split by the canary class's control probability."""
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from memjax import tail
+
+
+def _arrays(rng, m=3, p=400, c=10):
+    """Per-probe -log f(.)_{y*} of M models over P probes with log-probabilities spread from
+    about 1e-12 to 1, and the labels."""
+    log_ctrl = -rng.uniform(0, 28, size=(m, p))
+    log_uf = np.minimum(log_ctrl + rng.normal(0.2, 0.5, size=(m, p)), 0.0)
+    labels = rng.integers(0, c, size=p)
+    return -log_uf, -log_ctrl, labels
+
+
+def test_parts_add_up_to_the_m_score_and_the_probability_shift():
+    rng = np.random.default_rng(0)
+    kl_uf, kl_ctrl, labels = _arrays(rng)
+    y_star = np.array([0, 3, 3])
+    terms = tail.tail_terms(kl_uf, kl_ctrl, y_star, labels)
+    assert list(terms["bin"].unique()) == ["[0, 1e-07)", "[1e-07, 0.0001)", "[0.0001, 0.01)",
+                                           "[0.01, 1]"]
+    for m, y in enumerate(y_star):
+        own = labels == y
+        lu, lr = -kl_uf[m, own], -kl_ctrl[m, own]
+        mine = terms[terms["row"] == m]
+        assert mine["M_score_part"].sum() == pytest.approx(np.mean(lu - lr), abs=1e-12)
+        assert mine["prob_part"].sum() == pytest.approx(np.mean(np.exp(lu) - np.exp(lr)), abs=1e-15)
+        assert mine["n_probes"].sum() == own.sum() and mine["share"].sum() == pytest.approx(1)
+        # Each probe sits in the bin of its control probability.
+        first = mine.iloc[0]
+        assert first["n_probes"] == np.sum(np.exp(lr) < 1e-7)
+        assert first["mean_log_ratio"] == pytest.approx(np.mean((lu - lr)[np.exp(lr) < 1e-7]))
+
+
+def test_a_probability_of_one_is_in_the_last_bin_and_empty_bins_have_no_mean():
+    kl = np.zeros((1, 4))  # f(.)_{y*} = 1 for every probe
+    terms = tail.tail_terms(kl, kl, np.array([1]), np.array([1, 1, 2, 2]))
+    last = terms.iloc[-1]
+    assert last["n_probes"] == 2 and last["share"] == 1 and last["M_score_part"] == 0
+    assert terms.iloc[:-1]["mean_log_ratio"].isna().all()
+
+
+def test_bad_inputs_are_refused():
+    kl = np.ones((2, 5))
+    with pytest.raises(ValueError, match="expected"):
+        tail.tail_terms(kl, kl[:, :4], np.array([0, 1]), np.zeros(5, int))
+    with pytest.raises(ValueError, match="expected"):
+        tail.tail_terms(kl, kl, np.array([0]), np.zeros(5, int))
+    with pytest.raises(ValueError, match="edges"):
+        tail.tail_terms(kl, kl, np.array([0, 1]), np.zeros(5, int), edges=(0, 0.5, 0.2, 1))
+    with pytest.raises(ValueError, match="edges"):
+        tail.tail_terms(kl, kl, np.array([0, 1]), np.zeros(5, int), edges=(0.1, 1))
+    with pytest.raises(ValueError, match="clip=False"):
+        tail.tail_terms(-kl, kl, np.array([0, 1]), np.zeros(5, int))  # negative "KL"
+    bad = kl.copy()
+    bad[0, 2] = np.nan
+    with pytest.raises(ValueError, match="model row 0"):
+        tail.tail_terms(bad, kl, np.array([0, 1]), np.zeros(5, int))
+
+
+def test_paired_by_bin_finds_an_effect_planted_in_the_tail_only():
+    rng = np.random.default_rng(1)
+    n, p = 24, 300
+    labels = np.zeros(p, int)
+    log_ctrl = -rng.uniform(0, 28, size=(2 * n, p))
+    log_uf = log_ctrl + rng.normal(0, 0.3, size=(2 * n, p))
+    deep = np.exp(log_ctrl) < 1e-7
+    log_uf[:n] += np.where(deep[:n], 1.0, 0.0)  # UF models: +1 nat where p < 1e-7 only
+    log_uf = np.minimum(log_uf, 0)
+    models = pd.DataFrame({"model": np.arange(2 * n), "condition": ["uf"] * n + ["baseline"] * n,
+                           "init_seed": np.tile(np.arange(n), 2),
+                           "order_seed": np.tile(np.arange(n), 2), "placement": 0,
+                           "canary_index": 7, "lr_mult": 1.0, "valid": True})
+    terms = tail.tail_terms(-log_uf, -log_ctrl, np.zeros(2 * n, int), labels)
+    paired = tail.paired_by_bin(models, terms, n_boot=500).set_index(["bin", "value"])
+    tail_row = paired.loc[("[0, 1e-07)", "M_score_part")]
+    assert tail_row["n_pairs"] == n and tail_row["pair_diff_lo"] > 0.2
+    assert tail_row["wilcoxon_p"] < 1e-4
+    for name in ("[1e-07, 0.0001)", "[0.0001, 0.01)", "[0.01, 1]"):
+        row = paired.loc[(name, "M_score_part")]
+        assert row["pair_diff_lo"] < 0 < row["pair_diff_hi"] or abs(row["pair_diff"]) < 0.02
+    # An invalid (diverged) model takes its pair out.
+    models.loc[0, "valid"] = False
+    again = tail.paired_by_bin(models, terms, n_boot=200).set_index(["bin", "value"])
+    assert again.loc[("[0, 1e-07)", "M_score_part"), "n_pairs"] == n - 1
+    assert tail.paired_by_bin(models[models["condition"] == "uf"],
+                              terms[terms["row"] < n]).empty
+
+
+def test_tail_study_rescores_a_finished_study_without_touching_it(tiny_sweep, tmp_path):
+    study = tiny_sweep / "studies" / "learning_rate=0.0003"
+    before = {f.name: f.read_bytes() for f in study.iterdir() if f.is_file()}
+    out = tmp_path / "tail.csv"
+    res = subprocess.run([sys.executable, "-m", "memjax.cli", "tail", str(study), "--out", str(out),
+                          "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "M_score_part" in res.stdout and "prob_part" in res.stdout
+    terms = pd.read_csv(out)
+    models = pd.read_csv(study / "models.csv")
+    parts = terms.groupby("model")["M_score_part"].sum()
+    np.testing.assert_allclose(parts.reindex(models["model"]).to_numpy(),
+                               models["M_score"].to_numpy(), atol=1e-4)
+    assert set(terms["condition"]) == {"uf", "baseline"}
+    after = {f.name: f.read_bytes() for f in study.iterdir() if f.is_file()}
+    assert after == before  # read only
+
+
+def test_tail_cli_names_a_directory_that_is_not_a_study(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "memjax.cli", "tail", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "memjax: error:" in res.stderr
+    assert "Traceback" not in res.stderr
