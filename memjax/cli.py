@@ -110,10 +110,12 @@ def _resolve(args) -> StudyConfig:
 
 
 def _print_summary(results) -> None:
+    from memjax.stats import valid_mask
+
     s = results.summary
     df = results.models
     print(f"\n{len(df)} models, results in {results.path}")
-    bad = df[~df["valid"].astype(bool)]
+    bad = df[~valid_mask(df)]
     if len(bad) == len(df):
         print(f"every model diverged: no score is valid (see {results.path / 'report.md'})")
     elif len(bad):

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from memjax.results import RunResults
+from memjax.stats import valid_mask
 
 REPORT_COLUMNS = ("score", "n_uf", "n_base", "mean_uf", "mean_base", "diff", "diff_lo", "diff_hi",
                   "auc", "mw_p", "frac_above", "frac_above_lo", "frac_above_hi", "n_pairs",
@@ -32,7 +33,7 @@ def render(results: RunResults, timings: dict | None = None) -> str:
     """Markdown text of the report."""
     cfg = results.config["config"]
     df = results.models
-    n_valid = int(df["valid"].sum())
+    n_valid = int(valid_mask(df).sum())
     data = results.config.get("data", {})
     lines = [
         f"# memjax study `{cfg['name']}`",

@@ -13,6 +13,7 @@ or +-inf) and say how many they dropped where the result has room for it.
 """
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,71 @@ NAN = float("nan")
 
 # Rows of bootstrap indices drawn at once: keeps memory at ~32 MiB whatever the sample size.
 _CHUNK_ELEMENTS = 1 << 22
+
+
+def _check_boot(fn: str, n_boot: Any, alpha: Any = 0.05) -> None:
+    """Raises ValueError naming `n_boot` or `alpha` of `fn` unless n_boot is an integer >= 1 and
+    alpha a number in (0, 1)."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, numbers.Integral) or n_boot < 1:
+        raise ValueError(f"{fn}: n_boot={n_boot!r} must be an integer >= 1 (bootstrap resamples)")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha < 1:
+        raise ValueError(f"{fn}: alpha={alpha!r} must be a number in (0, 1), e.g. 0.05 for "
+                         "95% intervals")
+
+
+def _check_scores(fn: str, scores: Any) -> list[str]:
+    """`scores` as a list of column names; ValueError naming `scores` unless it is a list or
+    tuple of strings (a bare string would be read as its characters)."""
+    if not isinstance(scores, (list, tuple)) or not all(isinstance(s, str) for s in scores):
+        raise ValueError(f"{fn}: scores={scores!r} must be a list of column names, e.g. "
+                         "['M_score']")
+    return list(scores)
+
+
+_BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False}
+
+
+def _as_bool(x: Any) -> bool | None:
+    """One cell of a valid column as a bool; None when it is not a boolean (NaN, blank, text)."""
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, numbers.Real):
+        return bool(x == 1) if x in (0, 1) else None
+    if isinstance(x, str):
+        return _BOOL_TEXT.get(x.strip().lower())
+    return None
+
+
+def valid_mask(table: "pd.DataFrame", col: str = "valid") -> np.ndarray:
+    """The `col` column of a models table as a bool mask [N] (True: the model counts).
+
+    Accepts a bool column, 0/1 numbers and the texts "True" / "False" / "1" / "0" (any case, as
+    a CSV round trip of a column with a missing or non-boolean cell leaves them). Anything else
+    (NaN, a blank, other text or numbers) is refused rather than read as truthy.
+
+    Raises:
+      ValueError: `col` is not in the table or holds a value that is not a boolean; the message
+        names the column and the first offending rows.
+    """
+    if col not in table.columns:
+        raise ValueError(f"valid_mask: no column {col!r} in the table")
+    v = table[col].to_numpy()
+    if v.dtype == bool:
+        return v.copy()
+    if v.dtype.kind in "iuf":
+        ok = (v == 0) | (v == 1)
+        out = v == 1
+    else:
+        parsed = [_as_bool(x) for x in v]
+        ok = np.array([p is not None for p in parsed], bool)
+        out = np.array([bool(p) for p in parsed], bool)
+    if not ok.all():
+        bad = np.flatnonzero(~ok)
+        plain = [v[i].item() if isinstance(v[i], np.generic) else v[i] for i in bad[:3]]
+        shown = ", ".join(f"row {i}: {x!r}" for i, x in zip(bad, plain))
+        raise ValueError(f"column {col!r}: {bad.size} of {v.size} values are not booleans "
+                         f"(True/False or 1/0): {shown}{', ...' if bad.size > 3 else ''}")
+    return out
 
 
 def _finite(x: Any) -> tuple[np.ndarray, int]:
@@ -60,7 +126,10 @@ def bootstrap_mean_ci(
       x: [N] values (non-finite ones are dropped).
     Returns:
       (mean, lo, hi); all NaN when no value is left.
+    Raises:
+      ValueError: n_boot < 1 or alpha outside (0, 1).
     """
+    _check_boot("bootstrap_mean_ci", n_boot, alpha)
     x, _ = _finite(x)
     if x.size == 0:
         return NAN, NAN, NAN
@@ -76,7 +145,10 @@ def bootstrap_diff_ci(
 
     Returns:
       (diff, lo, hi); all NaN when either group is empty after dropping non-finite values.
+    Raises:
+      ValueError: n_boot < 1 or alpha outside (0, 1).
     """
+    _check_boot("bootstrap_diff_ci", n_boot, alpha)
     a, _ = _finite(a)
     b, _ = _finite(b)
     if a.size == 0 or b.size == 0:
@@ -94,8 +166,9 @@ def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     k = n). Returns (NaN, NaN) for n = 0.
 
     Raises:
-      ValueError: unless 0 <= k <= n.
+      ValueError: unless 0 <= k <= n and 0 < alpha < 1.
     """
+    _check_boot("clopper_pearson", 1, alpha)
     if not 0 <= k <= n:
         raise ValueError(f"clopper_pearson: need 0 <= k <= n, got k={k}, n={n}")
     if n == 0:
@@ -177,7 +250,10 @@ def compare(
       baseline's 95th percentile, linear interpolation); frac_above, frac_above_lo,
       frac_above_hi (UF models strictly above base_p95, Clopper-Pearson interval). Entries that
       need a group which is empty are NaN.
+    Raises:
+      ValueError: clusters for one condition only, n_boot < 1 or alpha outside (0, 1).
     """
+    _check_boot("compare", n_boot, alpha)
     if (clusters_uf is None) != (clusters_base is None):
         raise ValueError("compare: give clusters for both conditions or for neither")
     if clusters_uf is not None:
@@ -304,7 +380,10 @@ def paired_compare(
       pairs or groups); pair_frac_pos (share of pairs with uf > base); wilcoxon_p (one-sided
       Wilcoxon signed-rank, UF greater, over pairs or group means; zero differences dropped,
       SciPy's exact/asymptotic choice). NaN where there is no pair.
+    Raises:
+      ValueError: uf, base or clusters of different lengths, n_boot < 1 or alpha outside (0, 1).
     """
+    _check_boot("paired_compare", n_boot, alpha)
     uf = np.asarray(uf, np.float64)
     base = np.asarray(base, np.float64)
     if uf.shape != base.shape:
@@ -532,11 +611,14 @@ def paired_by_epoch(models: "pd.DataFrame", epochs: "pd.DataFrame", score: str, 
     Returns:
       one row per epoch: epoch and `paired_compare`'s keys (clustered by seeds as in
       `summarise`); empty when the run has no twins or no such column.
+    Raises:
+      ValueError: n_boot < 1, or a `valid_col` that is not boolean (`valid_mask`).
     """
     import pandas as pd
 
+    _check_boot("paired_by_epoch", n_boot)
     if valid_col in models.columns:
-        models = models[models[valid_col].astype(bool)]
+        models = models[valid_mask(models, valid_col)]
     models = models.reset_index(drop=True)
     pairs = twin_pairs(models)
     if pairs is None or score not in epochs.columns:
@@ -635,10 +717,14 @@ def contrast_studies(models: "pd.DataFrame", scores: list[str], *, reference: st
       effect_ref, n_units (seed pairs used), contrast, contrast_lo, contrast_hi, p, p_holm,
       method.
     Raises:
-      ValueError: a missing column, or a reference that is not in the table.
+      ValueError: a missing column, a reference that is not in the table, `scores` not a list
+        of names, n_boot < 1, alpha outside (0, 1), or a `valid_col` that is not boolean
+        (`valid_mask`).
     """
     import pandas as pd
 
+    scores = _check_scores("contrast_studies", scores)
+    _check_boot("contrast_studies", n_boot, alpha)
     missing = [c for c in [study_col, condition_col, *scores] if c not in models.columns]
     if missing:
         raise ValueError(f"contrast_studies: columns {missing} not in the table")
@@ -647,7 +733,7 @@ def contrast_studies(models: "pd.DataFrame", scores: list[str], *, reference: st
     if reference not in studies:
         raise ValueError(f"contrast_studies: reference study {reference!r} not in {studies}")
     if valid_col in models.columns:
-        models = models[models[valid_col].astype(bool)]
+        models = models[valid_mask(models, valid_col)]
     if condition_col != "condition":
         models = models.rename(columns={condition_col: "condition"})  # as twin_pairs reads it
     groups = {name: models[models[study_col] == name] for name in studies}
@@ -790,7 +876,10 @@ def variance_components_ci(
 
     Returns:
       name -> (lo, hi) for every factor and 'residual'.
+    Raises:
+      ValueError: as `variance_components`, or n_boot < 1 or alpha outside (0, 1).
     """
+    _check_boot("variance_components_ci", n_boot, alpha)
     y, codes = _prepare_design(values, factors)
     rng = np.random.default_rng(seed)
     names = [*codes, "residual"]
@@ -848,15 +937,18 @@ def summarise(
       condition has no rows, the UF-vs-baseline columns are NaN and the other condition's mean
       is still given.
     Raises:
-      ValueError: a score or the condition column is missing from the table.
+      ValueError: a score or the condition column is missing from the table, `scores` is not a
+        list of names, n_boot < 1, or `valid_col` is not boolean (`valid_mask`).
     """
     import pandas as pd
 
+    scores = _check_scores("summarise", scores)
+    _check_boot("summarise", n_boot)
     missing = [c for c in [condition_col, *scores] if c not in table.columns]
     if missing:
         raise ValueError(f"summarise: columns {missing} not in the table; it has {list(table.columns)}")
     if valid_col in table.columns:
-        table = table[table[valid_col].astype(bool)]
+        table = table[valid_mask(table, valid_col)]
     is_uf = (table[condition_col] == uf).to_numpy()
     is_base = (table[condition_col] == baseline).to_numpy()
     pairs = twin_pairs(table, condition_col=condition_col, uf=uf, baseline=baseline)

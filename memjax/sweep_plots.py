@@ -12,13 +12,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from memjax.plotting import COLORS, _save
-from memjax.stats import variance_components
+from memjax.stats import valid_mask, variance_components
 
 
 def plot_scores_by_study(models: pd.DataFrame, score: str = "M_score",
                          path: Path | None = None) -> Figure:
     """One score's UF and baseline distributions for every study of a sweep."""
-    df = models[models["valid"].astype(bool)] if "valid" in models else models
+    df = models[valid_mask(models)] if "valid" in models else models
     studies = list(dict.fromkeys(df["study"]))
     fig = Figure(figsize=(max(4.0, 1.3 * len(studies)), 3.6))
     ax = fig.subplots()
@@ -153,7 +153,7 @@ def variance_table(models: pd.DataFrame, score: str = "M_score", condition: str 
                    ) -> pd.DataFrame:
     """Share of a score's variance due to each seed factor, per study (UF models)."""
     rows = []
-    for study, g in models[(models["condition"] == condition) & models["valid"].astype(bool)
+    for study, g in models[(models["condition"] == condition) & valid_mask(models)
                            ].groupby("study", sort=False):
         shares = variance_components(g[score].to_numpy(), {f: g[f].to_numpy() for f in factors})
         rows.append({"study": study, "n": len(g), **{f: shares[f] for f in factors},

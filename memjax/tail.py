@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from memjax.stats import paired_compare, seed_clusters, twin_pairs
+from memjax.stats import paired_compare, seed_clusters, twin_pairs, valid_mask
 
 # Bin edges of p_i = f(x_i^R)_{y*}; 1e-7 is Keras' clipping floor (`score.clip`), below which
 # the reference's clipped KL sees no difference at all.
@@ -104,7 +104,7 @@ def paired_by_bin(models: pd.DataFrame, terms: pd.DataFrame, *, n_boot: int = 20
       value, mean_uf, mean_base and `paired_compare`'s keys. Empty when there are no twins.
     """
     models = models.reset_index(drop=True)
-    keep = (models["valid"].astype(bool).to_numpy() if "valid" in models.columns
+    keep = (valid_mask(models) if "valid" in models.columns
             else np.ones(len(models), bool))
     valid_rows = np.flatnonzero(keep)
     pairs = twin_pairs(models.iloc[valid_rows].reset_index(drop=True))

@@ -129,3 +129,76 @@ def test_bad_outputs_and_arguments(probes):
         audit_predict_fn(lambda b: b, x, labels, FEATURE, output="softmax")
     # a zero probability is floored, not -inf
     assert np.isfinite(to_logits(np.array([[1.0, 0.0]]), "probs")).all()
+
+
+def _uniform(b: np.ndarray) -> np.ndarray:
+    return np.ones((len(b), C)) / C
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda x, y: (x * 255, y), r"probes_x01 .*\[0, 1\].*divide uint8 images by 255"),
+    (lambda x, y: (np.where(x > 0.9, np.nan, x), y), "probes_x01 holds non-finite"),
+    (lambda x, y: (x.astype(str), y), "probes_x01 has dtype"),
+    (lambda x, y: (x, y + 0.7), r"probe_labels\[0\]"),
+    (lambda x, y: (x, np.r_[np.nan, y[1:]]), r"probe_labels\[0\]=nan"),
+    (lambda x, y: (x, np.r_[y[:3], -3, y[4:]]), r"probe_labels\[3\]=-3"),
+    (lambda x, y: (x, y.astype(str)), "probe_labels has dtype"),
+    (lambda x, y: (x, np.r_[y[:-1], C]), f"probe_labels holds {C}, not a class of a {C}-class"),
+])
+def test_bad_probes_are_refused_naming_the_argument(probes, change, match):
+    x, labels = change(*probes)
+    with pytest.raises(ValueError, match=match):
+        audit_predict_fn(_uniform, x, labels, FEATURE, y_star=3)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"y_star": 2.7}, r"y_star=2\.7 must be an integer"),
+    ({"y_star": "3"}, r"y_star='3' must be an integer"),
+    ({"y_star": True}, "y_star=True must be an integer"),
+    ({"batch_size": 2.5}, r"batch_size=2\.5 must be an integer"),
+    ({"batch_size": 0}, "batch_size=0 must be an integer >= 1"),
+    ({"control_seed": -1}, r"control_seed=-1 must be an integer in \[0, "),
+    ({"control_seed": 2**32}, "control_seed=4294967296 must be an integer"),
+    ({"control_seed": 1.5}, r"control_seed=1\.5 must be an integer"),
+    ({"standardise": ([0.1, 0.2], [0.3, 0.3, 0.3])}, r"standardise must be \(mean, std\)"),
+    ({"standardise": (MEAN, STD, STD)}, r"standardise must be \(mean, std\)"),
+    ({"standardise": (MEAN, [0.0])}, "standardise=.*std > 0"),
+    ({"standardise": (MEAN, [np.nan])}, "standardise=.*std > 0"),
+    ({"standardise": ([np.inf], STD)}, "standardise=.*finite mean"),
+])
+def test_bad_arguments_are_refused_naming_the_argument(probes, kwargs, match):
+    x, labels = probes
+    with pytest.raises(ValueError, match=match):
+        audit_predict_fn(_uniform, x, labels, FEATURE, **kwargs)
+
+
+@pytest.mark.parametrize("fn, output, match", [
+    (lambda b: {"a": 1}, "probs", "predict_fn returned dict, not an array"),
+    (lambda b: [[0.5, 0.5]] + [[1.0]] * (len(b) - 1), "probs",
+     "predict_fn returned list, not an array"),
+    (lambda b: np.zeros((len(b), 0)), "logits", "0 class.*at least 2"),
+    (lambda b: np.zeros((len(b), 1)), "logits", "1 class.*at least 2"),
+    (lambda b: np.full((len(b), C), 1e39), "logits", "non-finite logits.*float32"),
+])
+def test_bad_outputs_are_refused_naming_predict_fn(probes, fn, output, match):
+    x, labels = probes
+    with pytest.raises(ValueError, match=match):
+        audit_predict_fn(fn, x, labels, FEATURE, output=output)
+
+
+def test_integral_labels_of_any_dtype_and_numpy_ints_are_accepted(probes):
+    x, labels = probes
+    model = _regression(memorise=0.5)
+    ref = audit_predict_fn(model, x, labels, FEATURE, y_star=3)
+    # float labels that are whole numbers, NumPy integer arguments, and a scalar standardise
+    # whose std is 1 give the same scores; -1 still marks an unlabelled probe
+    got = audit_predict_fn(model, x, labels.astype(np.float64), FEATURE, y_star=np.int64(3),
+                           batch_size=np.int64(1000), control_seed=np.uint32(0),
+                           standardise=(0.0, 1.0))
+    _compare(got, ref)
+    part = audit_predict_fn(model, x, np.r_[-1, labels[1:]], FEATURE, y_star=3)
+    assert part["M3_n"] == ref["M3_n"] - (labels[0] == 3)
+    with pytest.raises(ValueError, match=r"probe_labels\[0\]=3\.5"):
+        audit_predict_fn(model, x, np.r_[3.5, labels[1:]], FEATURE, y_star=3)
+    with pytest.raises(ValueError, match="output='softmax'"):
+        to_logits(np.ones((2, C)), "softmax")

@@ -551,3 +551,99 @@ def test_contrast_studies_holm_adjusts_within_a_score():
     np.testing.assert_allclose(first["p_holm"].to_numpy()[order], holm)
     assert (rows["p_holm"] >= rows["p"]).all()
     np.testing.assert_allclose(rows.iloc[4:]["p_holm"], first["p_holm"])  # per score family
+
+
+def test_valid_mask_reads_booleans_and_refuses_anything_else():
+    table = pd.DataFrame({"valid": [True, False, True]})
+    np.testing.assert_array_equal(stats.valid_mask(table), [True, False, True])
+    for col in ([1, 0, 1], [1.0, 0.0, 1.0], ["True", "False", "TRUE"], ["true", "false", "1"],
+                np.array([True, False, True], dtype=object)):
+        np.testing.assert_array_equal(stats.valid_mask(pd.DataFrame({"ok": col}), "ok"),
+                                      [True, False, True], err_msg=str(col))
+    for col in ([True, np.nan, True], ["True", "", "False"], ["True", "yes", "False"],
+                [1, 2, 0], [True, None, False], [1.0, 0.5, 0.0]):
+        with pytest.raises(ValueError, match=r"column 'valid': 1 of 3 values are not booleans"
+                                             r".*: row 1: "):
+            stats.valid_mask(pd.DataFrame({"valid": col}))
+    with pytest.raises(ValueError, match="no column 'valid'"):
+        stats.valid_mask(pd.DataFrame({"x": [1]}))
+
+
+def test_valid_column_survives_a_csv_round_trip_and_bad_cells_are_refused(tmp_path):
+    table = pd.DataFrame({
+        "condition": ["uf"] * 4 + ["baseline"] * 4,
+        "valid": [True, True, True, False, True, True, True, True],
+        "M2": [1.0, 2.0, 3.0, 100.0, 0.0, 0.5, -0.5, 0.1],
+    })
+    ref = stats.summarise(table, ["M2"], n_boot=50).iloc[0]
+    # "False" as text (one non-boolean cell makes read_csv keep the column as strings)
+    text = table.assign(valid=table["valid"].astype(str))
+    row = stats.summarise(text, ["M2"], n_boot=50).iloc[0]
+    assert row[["n_uf", "n_base", "mean_uf"]].tolist() == ref[["n_uf", "n_base", "mean_uf"]].tolist()
+    none = stats.summarise(table.assign(valid="False"), ["M2"], n_boot=50).iloc[0]
+    assert (none["n_uf"], none["n_base"]) == (0, 0)
+    # a blank cell: read back as NaN, which must not count as valid
+    path = tmp_path / "models.csv"
+    table.assign(valid=[True, np.nan, *table["valid"][2:]]).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="column 'valid'.*row 1"):
+        stats.summarise(pd.read_csv(path), ["M2"], n_boot=50)
+    with pytest.raises(ValueError, match="column 'ok'"):
+        stats.summarise(table.assign(ok="maybe"), ["M2"], valid_col="ok")
+
+
+def test_contrast_studies_and_paired_by_epoch_refuse_a_non_boolean_valid_column():
+    table = _two_study_table(0.3).assign(valid="yes")
+    with pytest.raises(ValueError, match="column 'valid'"):
+        stats.contrast_studies(table, ["S"])
+    models = table.assign(model=np.arange(len(table)))
+    epochs = pd.DataFrame({"model": models["model"], "epoch": 0, "S": models["S"]})
+    with pytest.raises(ValueError, match="column 'valid'"):
+        stats.paired_by_epoch(models, epochs, "S")
+    # the text "False" leaves the rows out, as the boolean False does
+    text = _two_study_table(0.3)
+    text["valid"] = np.where(text.study == "plain", "False", "True")
+    assert stats.contrast_studies(text, ["S"]).iloc[0]["method"] == \
+        "reference: no valid models: not contrasted"
+
+
+_X = np.arange(10.0)
+
+
+@pytest.mark.parametrize("call", [
+    lambda **kw: stats.bootstrap_mean_ci(_X, **kw),
+    lambda **kw: stats.bootstrap_diff_ci(_X, _X + 1, **kw),
+    lambda **kw: stats.compare(_X + 1, _X, **kw),
+    lambda **kw: stats.paired_compare(_X + 1, _X, **kw),
+    lambda **kw: stats.variance_components_ci(_X, {"f": _X % 2}, **kw),
+    lambda **kw: stats.contrast_studies(_two_study_table(0.3), ["S"], **kw),
+], ids=["bootstrap_mean_ci", "bootstrap_diff_ci", "compare", "paired_compare",
+        "variance_components_ci", "contrast_studies"])
+def test_bootstrap_parameters_are_checked(call):
+    for n_boot in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match=f"n_boot={n_boot!r} must be an integer >= 1"):
+            call(n_boot=n_boot)
+    for alpha in (0, 1, 1.5, -0.1, np.nan, "0.05"):
+        with pytest.raises(ValueError, match=r"alpha=.* must be a number in \(0, 1\)"):
+            call(alpha=alpha)
+    call(n_boot=np.int64(20), alpha=np.float32(0.1))  # NumPy scalars are fine
+
+
+def test_summary_functions_check_n_boot_scores_and_alpha():
+    table = pd.DataFrame({"condition": ["uf", "baseline"] * 3, "S": np.arange(6.0),
+                          "valid": True})
+    for n_boot in (0, -5, 2.5):
+        with pytest.raises(ValueError, match=f"summarise: n_boot={n_boot!r}"):
+            stats.summarise(table, ["S"], n_boot=n_boot)
+        with pytest.raises(ValueError, match=f"paired_by_epoch: n_boot={n_boot!r}"):
+            stats.paired_by_epoch(table.assign(model=range(6)), pd.DataFrame(), "S",
+                                  n_boot=n_boot)
+    # a bare string would be read as its characters (here the single column "S")
+    with pytest.raises(ValueError, match=r"summarise: scores='S' must be a list"):
+        stats.summarise(table, "S")
+    with pytest.raises(ValueError, match=r"contrast_studies: scores='S' must be a list"):
+        stats.contrast_studies(_two_study_table(0.3), "S")
+    with pytest.raises(ValueError, match=r"summarise: scores=\['S', 1\]"):
+        stats.summarise(table, ["S", 1])
+    assert list(stats.summarise(table, ("S",), n_boot=20)["score"]) == ["S"]
+    with pytest.raises(ValueError, match=r"clopper_pearson: alpha=1\.5"):
+        stats.clopper_pearson(3, 10, alpha=1.5)
