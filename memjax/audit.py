@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from memjax.stats import NAN, Seed, _finite, clopper_pearson, roc_auc, roc_curve
+from memjax.stats import NAN, Seed, _finite, clopper_pearson, roc_auc, roc_curve, valid_mask
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -394,7 +394,7 @@ def audit_table(
         raise ValueError(f"audit_table: columns {missing} not in the table; it has {list(models_df.columns)}")
     df = models_df
     if valid_col in df.columns:
-        df = df[df[valid_col].astype(bool)]
+        df = df[valid_mask(df, valid_col)]
     is_uf = (df[condition_col] == uf).to_numpy()
     is_base = (df[condition_col] == baseline).to_numpy()
     rows = []
@@ -431,21 +431,37 @@ def run_delta(workdir: str | Path) -> float:
 
 
 def audit_run(workdir: str | Path, scores: Sequence[str] = AUDIT_SCORES, *,
-              delta: float | None = None, **kwargs) -> "pd.DataFrame":
+              delta: float | None = None, alpha: float = 0.05, **kwargs) -> "pd.DataFrame":
     """`audit_table` of a finished run directory's models.csv (read only; nothing is written).
 
     delta=None audits at `run_delta(workdir)` (the run's DP delta, else 1 / N).
 
     Raises:
-      FileNotFoundError: no models.csv in `workdir` (run `memjax score` first).
+      ResultsError: no models.csv in `workdir` (run `memjax score` first), or one that cannot
+        be parsed, lacks a column the audit needs, or fails its MANIFEST.json entry.
+      ConfigError: delta outside [0, 1) or alpha outside (0, 1).
     """
-    import pandas as pd
+    from memjax.errors import ConfigError
+    from memjax.results import MANIFEST, ResultsError, read_table, verify_manifest
 
-    path = Path(workdir) / "models.csv"
+    workdir = Path(workdir)
+    for name, value, ok in (("delta", delta, delta is None or 0 <= delta < 1),
+                            ("alpha", alpha, 0 < alpha < 1)):
+        if not ok:  # also refuses NaN
+            raise ConfigError(f"audit: {name}={value}; need 0 <= delta < 1 and 0 < alpha < 1")
+    path = workdir / "models.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; audit a scored run directory")
+        raise ResultsError(f"{path}: missing; audit a scored run directory")
+    if (workdir / MANIFEST).is_file():
+        problems, _ = verify_manifest(workdir, ("models.csv",))
+        if problems:
+            raise ResultsError(f"{workdir}: will not audit a damaged run: {'; '.join(problems)}")
+    table = read_table(path)
+    missing = [c for c in ("condition", *scores) if c not in table.columns]
+    if missing:
+        raise ResultsError(f"{path}: missing columns {missing}")
     delta = run_delta(workdir) if delta is None else delta
-    return audit_table(pd.read_csv(path), scores, delta=delta, **kwargs)
+    return audit_table(table, scores, delta=delta, alpha=alpha, **kwargs)
 
 
 def audit_sweep(sweep_dir: str | Path, scores: Sequence[str] = AUDIT_SCORES, *,
@@ -454,17 +470,28 @@ def audit_sweep(sweep_dir: str | Path, scores: Sequence[str] = AUDIT_SCORES, *,
     the order of its combined table; each study at its own `run_delta` unless `delta` is given.
 
     Raises:
-      FileNotFoundError: no combined_models.csv (run or combine the sweep first).
+      ResultsError: no combined_models.csv (run or combine the sweep first), or one that
+        cannot be parsed.
+      ConfigError: a study name that would lead outside the sweep's studies/ folder.
     """
     import pandas as pd
+
+    from memjax.paths import safe_join
+    from memjax.results import ResultsError, read_table
 
     sweep_dir = Path(sweep_dir)
     combined = sweep_dir / "combined_models.csv"
     if not combined.is_file():
-        raise FileNotFoundError(f"{combined}: missing; run `memjax sweep SPEC --out {sweep_dir}`")
-    studies = pd.read_csv(combined, usecols=["study"])["study"].drop_duplicates()
-    tables = [audit_run(sweep_dir / "studies" / str(name), scores, delta=delta, **kwargs)
-              .assign(study=name) for name in studies]
+        raise ResultsError(f"{combined}: missing; run `memjax sweep SPEC --out {sweep_dir}`")
+    table = read_table(combined)
+    if "study" not in table.columns:
+        raise ResultsError(f"{combined}: no 'study' column")
+    tables = []
+    for name in table["study"].drop_duplicates():
+        run = safe_join(sweep_dir / "studies", str(name), what=f"{combined.name}: study")
+        if len(run.relative_to(sweep_dir / "studies").parts) != 1:
+            raise ResultsError(f"{combined}: study {name!r} is not a folder of studies/")
+        tables.append(audit_run(run, scores, delta=delta, **kwargs).assign(study=name))
     if not tables:
         return pd.DataFrame()
     return pd.concat(tables, ignore_index=True)

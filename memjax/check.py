@@ -68,9 +68,12 @@ class CheckReport:
     def status(self) -> str:
         if self.kind == "sweep":
             bad = sum(not r.ok for r in self.runs)
-            return f"sweep of {len(self.runs)} runs, {len(self.runs) - bad} ok, {bad} with problems"
+            own = len(self.problems) - sum(len(r.problems) for r in self.runs)
+            text = f"sweep of {len(self.runs)} runs, {len(self.runs) - bad} ok, {bad} with problems"
+            return text + (f"; {own} problem(s) with the sweep itself" if own else "")
         if self.problems:
-            return {"incomplete": "INCOMPLETE", "missing": "MISSING"}.get(self.kind, "CORRUPT")
+            return {"incomplete": "INCOMPLETE", "missing": "MISSING", "empty": "EMPTY"
+                    }.get(self.kind, "CORRUPT")
         return {"scored": f"ok: scored, {self.files_verified} files match MANIFEST.json",
                 "trained": "ok: trained, not scored (run `memjax score DIR` to score it)"
                 }.get(self.kind, self.kind)
@@ -98,7 +101,8 @@ def check_dir(path: str | os.PathLike) -> CheckReport:
     """
     path = Path(path)
     if not path.is_dir():
-        return CheckReport(path, "missing", [f"{path}: no such directory"])
+        return CheckReport(path, "missing", [f"{path}: " + ("not a directory" if path.exists()
+                                                            else "no such directory")])
     if _looks_like_run(path):
         return _check_run(path)
     subs = _find_runs(path)
@@ -245,40 +249,12 @@ def _check_config(run: Path, report: CheckReport) -> int | None:
 
 
 def _check_manifest(run: Path, report: CheckReport) -> None:
-    path = run / R.MANIFEST
-    try:
-        manifest = json.loads(path.read_bytes().decode("utf-8"))
-        files = manifest["files"]
-        if not isinstance(files, dict):
-            raise TypeError("'files' is not an object")
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, RecursionError) as e:
-        report.problems.append(f"{R.MANIFEST}: unreadable ({type(e).__name__}: {e})")
+    problems, verified = R.verify_manifest(run)
+    report.problems += problems
+    report.files_verified += verified
+    listed = R.listed_files(run)
+    if listed is None:
         return
-    real_run = run.resolve()
-    for rel, entry in sorted(files.items()):
-        target = run / rel
-        if (not isinstance(rel, str) or rel.startswith("/") or ".." in Path(rel).parts
-                or real_run not in target.resolve().parents):
-            report.problems.append(f"{R.MANIFEST}: entry {rel!r} points outside the run "
-                                   "directory; refusing to read it")
-            continue
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-            report.problems.append(f"{R.MANIFEST}: entry {rel!r} has no sha256")
-            continue
-        if not target.is_file():
-            report.problems.append(f"{rel}: listed in {R.MANIFEST} but missing")
-            continue
-        size = target.stat().st_size
-        if entry.get("bytes") is not None and size != entry["bytes"]:
-            report.problems.append(f"{rel}: {size} bytes, {R.MANIFEST} says {entry['bytes']} "
-                                   "(truncated or changed after the run)")
-            continue
-        if R.sha256_file(target) != entry["sha256"]:
-            report.problems.append(f"{rel}: SHA-256 differs from {R.MANIFEST} (corrupt or "
-                                   "changed after the run)")
-            continue
-        report.files_verified += 1
-    listed = set(files)
     extra = sorted(p.relative_to(run).as_posix() for p in run.rglob("*")
                    if p.is_file() and p.name != R.MANIFEST and not p.name.startswith(".")
                    and p.relative_to(run).as_posix() not in listed)

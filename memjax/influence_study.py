@@ -61,21 +61,24 @@ def run_influence_study(cfg: StudyConfig, out: str | Path, *, k: int = 1, which:
     """Runs the influence study of `cfg` into `out` (see the module docstring).
 
     Raises:
-      ConfigError: bad k / which / rank_at / rank_seeds, before any training.
+      ConfigError: bad k / which / rank_at / rank_seeds / batch_size, or an `out` that is
+        not a folder, before anything is trained or written.
     """
     from memjax.influence_plots import plot_influence_ranks
-    from memjax.study import environment, prepare
+    from memjax.study import check_workdir, environment, prepare
 
     if rank_at not in RANK_AT:
         raise ConfigError(f"rank_at={rank_at!r}: choose one of {RANK_AT}")
     if rank_seeds < 0:
         raise ConfigError(f"rank_seeds={rank_seeds}: must be >= 0")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size!r}: must be an integer >= 1")
     t0 = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_workdir(out)
     prep = prep or prepare(cfg)
     n = len(prep.train)
     I.canaries_from_si(np.zeros(n), k, which)  # check k and which before training
+    out.mkdir(parents=True, exist_ok=True)
     clean = I.run_influence(cfg, seed=0, prep=prep, batch_size=batch_size, progress=progress)
     chosen = I.canaries_from_si(clean.si, k, which)
     I.save_clean_si(out / SI_FILE, clean, prep, chosen, seed=0)

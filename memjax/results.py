@@ -27,7 +27,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,9 +66,18 @@ class ResultsError(MemjaxError):
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yields a temporary path beside `path`; on success fsyncs it and renames it to `path`."""
+    """Yields a temporary path beside `path`; on success fsyncs it and renames it to `path`.
+
+    Raises:
+      ResultsError: `path` is a directory, or a file stands where its folder should be.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise ResultsError(f"{path}: is a directory; name a file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as e:
+        raise ResultsError(f"{path}: cannot create its folder ({e})") from e
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are for sharing
@@ -175,6 +184,73 @@ def write_manifest(run_dir: str | os.PathLike) -> dict:
     manifest = {"files": files}
     write_json(run_dir / MANIFEST, manifest)
     return manifest
+
+
+def verify_manifest(run_dir: str | os.PathLike, names: Iterable[str] | None = None
+                    ) -> tuple[list[str], int]:
+    """Checks files of a scored run against its MANIFEST.json (data only, never raises).
+
+    Args:
+      run_dir: the run directory.
+      names: the files to check (relative paths); None checks every file listed. A name the
+        manifest does not list is a problem.
+    Returns:
+      (problems, n_verified): one sentence per defect (manifest unreadable, an entry pointing
+      outside the run, a file missing, of another size or SHA-256), and the number of files
+      whose size and SHA-256 match. A run without MANIFEST.json gives one problem saying so.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / MANIFEST
+    if not path.is_file():
+        return [f"{MANIFEST} missing: the run did not finish"], 0
+    try:
+        files = json.loads(path.read_bytes().decode("utf-8"))["files"]
+        if not isinstance(files, dict):
+            raise TypeError("'files' is not an object")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
+            RecursionError) as e:
+        return [f"{MANIFEST}: unreadable ({type(e).__name__}: {e})"], 0
+    problems: list[str] = []
+    verified = 0
+    real_run = run_dir.resolve()
+    wanted = sorted(files) if names is None else list(names)
+    for rel in wanted:
+        if rel not in files:
+            problems.append(f"{rel}: not listed in {MANIFEST}")
+            continue
+        entry, target = files[rel], run_dir / rel
+        if (not isinstance(rel, str) or rel.startswith("/") or ".." in Path(rel).parts
+                or real_run not in target.resolve().parents):
+            problems.append(f"{MANIFEST}: entry {rel!r} points outside the run directory; "
+                            "refusing to read it")
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            problems.append(f"{MANIFEST}: entry {rel!r} has no sha256")
+            continue
+        if not target.is_file():
+            problems.append(f"{rel}: listed in {MANIFEST} but missing")
+            continue
+        size = target.stat().st_size
+        if entry.get("bytes") is not None and size != entry["bytes"]:
+            problems.append(f"{rel}: {size} bytes, {MANIFEST} says {entry['bytes']} "
+                            "(truncated or changed after the run)")
+            continue
+        if sha256_file(target) != entry["sha256"]:
+            problems.append(f"{rel}: SHA-256 differs from {MANIFEST} (corrupt or changed "
+                            "after the run)")
+            continue
+        verified += 1
+    return problems, verified
+
+
+def listed_files(run_dir: str | os.PathLike) -> set[str] | None:
+    """The files MANIFEST.json lists; None when it is missing or unreadable."""
+    try:
+        files = json.loads((Path(run_dir) / MANIFEST).read_bytes().decode("utf-8"))["files"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
+            RecursionError):
+        return None
+    return set(files) if isinstance(files, dict) else None
 
 
 @dataclass

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +28,7 @@ from memjax.models import model_family
 from memjax.population import build_table, model_inputs, take, training_groups
 from memjax.scoring import score_population
 from memjax.sharding import is_writer
-from memjax.stats import summarise
+from memjax.stats import summarise, valid_mask
 from memjax.train import ModelInputs, TrainData, make_program
 from memjax.trainer import TrainResult, make_train_data, train_population
 
@@ -178,6 +179,18 @@ def _sharding(cfg: StudyConfig):
     return ModelsSharding.over() if cfg.population.shard else None
 
 
+def check_workdir(workdir: str | Path) -> Path:
+    """`workdir` as a Path; ConfigError when it, or the nearest existing folder above it, is
+    not a directory (so nothing is computed only to fail at the first write)."""
+    workdir = Path(workdir)
+    for folder in (workdir, *workdir.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                raise ConfigError(f"workdir {workdir}: {folder} exists and is not a directory")
+            break
+    return workdir
+
+
 def clear_outputs(workdir: Path, keep_training: bool = False) -> None:
     """Removes a run directory's outputs (the manifest first, so a kill leaves it incomplete)."""
     names = [R.MANIFEST, R.REPORT, R.SUMMARY, R.MODELS_CSV, R.MODELS_PARQUET, R.ARRAYS]
@@ -200,7 +213,7 @@ def train_stage(cfg: StudyConfig, workdir: str | Path, *, progress: bool = True,
     With several processes (jax.distributed) every process trains its shards and only process
     0 writes; chunk checkpoints are then off.
     """
-    workdir = Path(workdir)
+    workdir = check_workdir(workdir)
     prep = prep or prepare(cfg)
     p = cfg.population
     rows, inverse = training_groups(prep.table, cfg.score.trajectory_probes > 0)
@@ -297,8 +310,11 @@ def score_stage(workdir: str | Path, *, progress: bool = True, prep: Prepared | 
         variables, summary = trained.variables, population_summary(trained)
     else:
         cfg = read_config(workdir)
+        if (workdir / R.MANIFEST).is_file():  # rescoring a scored run: its inputs must be intact
+            _require_intact(workdir, (R.CONFIG, R.POPULATION), "rescore")
         prep = prep or prepare(cfg)
         variables, summary = R.load_population(workdir / R.POPULATION)
+        _require_population_size(workdir, variables, len(prep.table))
     probes, out = score_prepared(prep, variables, progress=progress)
     if not is_writer():
         return None
@@ -362,11 +378,51 @@ def resummarise(workdir: str | Path) -> R.RunResults:
     if not (workdir / R.MODELS_CSV).is_file():
         raise R.ResultsError(f"{workdir / R.MODELS_CSV}: missing; score the run first "
                              f"(memjax score {workdir})")
+    if (workdir / R.MANIFEST).is_file():
+        _require_intact(workdir, (R.CONFIG, R.MODELS_CSV), "recompute the statistics of")
     models = R.read_table(workdir / R.MODELS_CSV)
+    _require_models_table(workdir, models, R.read_record(workdir).get("n_models"))
     old = (workdir / R.REPORT).read_text() if (workdir / R.REPORT).is_file() else ""
     timings = {k: float(v) for k, v in re.findall(r"(train_seconds|score_seconds) ([0-9.]+|nan) s", old)}
     (workdir / R.MANIFEST).unlink(missing_ok=True)
     return _write_summary(workdir, cfg, models, timings)
+
+
+def _require_intact(workdir: Path, names: tuple[str, ...], action: str) -> None:
+    """ResultsError unless `names` match the run's MANIFEST.json: a run whose files were
+    changed after it finished is never rescored or resummarised (that would write a new
+    manifest over the damage)."""
+    problems, _ = R.verify_manifest(workdir, names)
+    if problems:
+        raise R.ResultsError(f"{workdir}: will not {action} a damaged run: "
+                             + "; ".join(problems) + f" (see `memjax check {workdir}`; rerun "
+                             "the study into a new --workdir, or delete MANIFEST.json to accept "
+                             "the change knowingly)")
+
+
+def _require_population_size(workdir: Path, variables: dict, n_models: int) -> None:
+    sizes = {np.shape(v)[0] if np.ndim(v) else None for v in jax.tree.leaves(variables)}
+    if sizes != {n_models}:
+        raise R.ResultsError(f"{workdir / R.POPULATION}: holds models of leading sizes "
+                             f"{sorted(sizes, key=str)} but {R.CONFIG} describes {n_models} "
+                             "models; they belong to different runs")
+
+
+# Columns of models.csv that the statistics, the report and the figures read.
+MODELS_COLUMNS = ("model", "condition", "valid", "diverged", *MAIN_SCORES)
+
+
+def _require_models_table(workdir: Path, models: pd.DataFrame, n_models: Any) -> None:
+    missing = [c for c in MODELS_COLUMNS if c not in models.columns]
+    if missing:
+        raise R.ResultsError(f"{workdir / R.MODELS_CSV}: missing columns {missing}")
+    if isinstance(n_models, int) and len(models) != n_models:
+        raise R.ResultsError(f"{workdir / R.MODELS_CSV}: {len(models)} rows but {R.CONFIG} "
+                             f"says n_models={n_models}")
+    try:
+        valid_mask(models)
+    except ValueError as e:
+        raise R.ResultsError(f"{workdir / R.MODELS_CSV}: {e}") from e
 
 
 def _dp_epsilons(cfg: StudyConfig, n_train: int, epochs_trained: pd.Series) -> np.ndarray:
@@ -400,7 +456,7 @@ def _examples(prep: Prepared, probes, control: np.ndarray, cfg: StudyConfig) -> 
 
 def run_study(cfg: StudyConfig, workdir: str | Path, *, progress: bool = True) -> R.RunResults:
     """Trains (unless already trained with this config) and scores; returns the loaded results."""
-    workdir = Path(workdir)
+    workdir = check_workdir(workdir)
     prep = prepare(cfg)
     if jax.process_count() > 1:  # no file is read back: processes must decide alike
         trained = train_stage(cfg, workdir, progress=progress, prep=prep)

@@ -34,6 +34,7 @@ import itertools
 import json
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,29 @@ class SweepStudy:
     config: StudyConfig
 
 
+# Folder names a study may not take: `memjax check` and the run layout use them.
+RESERVED = {"chunks", "figures", STUDIES}
+# Most studies one spec may expand to (a grid's product grows fast).
+MAX_STUDIES = 10_000
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:120] or "study"
+
+
+def _folder_name(name: str, given: Any) -> str:
+    """A study's folder name; ConfigError for names that are not a plain folder of their own."""
+    if name.startswith(".") or name in RESERVED:
+        raise ConfigError(f"sweep study name {given!r} -> folder {name!r}: names may not start "
+                          f"with '.' or be one of {sorted(RESERVED)}")
+    return name
+
+
+def _string_list(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: expected a list of \"section.field=value\" strings, got "
+                          f"{value!r}")
+    return value
 
 
 SHIPPED = Path(__file__).parent / "sweeps"
@@ -90,9 +112,9 @@ def load_spec(path: str | Path) -> dict:
     if not path.is_file() and (SHIPPED / f"{path}.json").is_file():
         path = SHIPPED / f"{path}.json"
     try:
-        spec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"sweep spec {path}: cannot read ({e})") from e
+        spec = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ConfigError(f"sweep spec {path}: cannot read ({type(e).__name__}: {e})") from e
     if not isinstance(spec, dict):
         raise ConfigError(f"sweep spec {path}: expected a JSON object")
     unknown = set(spec) - {"name", "base", "set", "grid", "studies", "description"}
@@ -107,25 +129,45 @@ def expand(spec: dict) -> list[SweepStudy]:
     Raises:
       ConfigError: bad base preset, overrides or duplicate study names.
     """
+    if not isinstance(spec.get("base", "default"), str):
+        raise ConfigError(f"sweep base {spec.get('base')!r}: expected the name of a preset")
     base = get_preset(spec.get("base", "default"))
     if not isinstance(base, StudyConfig):
         raise ConfigError(f"sweep base {spec.get('base')!r} is not a study preset")
-    common = list(spec.get("set", []))
+    common = list(_string_list(spec.get("set", []), "sweep set"))
     studies: list[SweepStudy] = []
     grid = spec.get("grid", {}) or {}
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise ConfigError("sweep grid: expected {\"section.field\": [values, ...], ...}")
     keys = list(grid)
+    listed = spec.get("studies", []) or []
+    if not isinstance(listed, list):
+        raise ConfigError(f"sweep studies: expected a list of {{\"name\": ..., \"set\": [...]}}, "
+                          f"got {listed!r}")
+    n_grid = 1
+    for k in keys:
+        n_grid *= len(grid[k])
+    if (n_grid if keys else 0) + len(listed) > MAX_STUDIES:
+        raise ConfigError(f"sweep: {n_grid if keys else 0} grid studies + {len(listed)} listed "
+                          f"exceed {MAX_STUDIES:,}; split the sweep")
     if keys:
         for combo in itertools.product(*(grid[k] for k in keys)):
             sets = tuple(f"{k}={json.dumps(v)}" for k, v in zip(keys, combo))
-            name = _slug(",".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, combo)))
-            studies.append(_study(base, name, common, sets, tuple(zip(keys, combo))))
-    for item in spec.get("studies", []) or []:
-        if not isinstance(item, dict) or "name" not in item:
-            raise ConfigError("sweep studies: each needs a name and a list of overrides")
-        studies.append(_study(base, _slug(str(item["name"])), common,
-                              tuple(item.get("set", [])), ()))
+            given = ",".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, combo))
+            studies.append(_study(base, _folder_name(_slug(given), given), common, sets,
+                                  tuple(zip(keys, combo))))
+    for item in listed:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) \
+                or not item["name"].strip():
+            raise ConfigError(f"sweep studies: each needs a \"name\" (a non-empty string) and "
+                              f"optionally \"set\" (a list of overrides); got {item!r}")
+        unknown = set(item) - {"name", "set", "description"}
+        if unknown:
+            raise ConfigError(f"sweep study {item['name']!r}: unknown keys {sorted(unknown)} "
+                              "(a study has \"name\", \"set\" and \"description\")")
+        sets = _string_list(item.get("set", []), f"sweep study {item['name']!r}: set")
+        studies.append(_study(base, _folder_name(_slug(item["name"]), item["name"]), common,
+                              tuple(sets), ()))
     names = [s.name for s in studies]
     if len(set(names)) != len(names):
         raise ConfigError(f"sweep: duplicate study names {sorted(n for n in names if names.count(n) > 1)}")
@@ -148,15 +190,53 @@ def study_dir(sweep_dir: Path, study: SweepStudy) -> Path:
 
 
 def is_complete(run_dir: Path, cfg: StudyConfig) -> bool:
-    """Whether a study's run directory is finished for this config."""
+    """Whether a study's run directory is finished for this config, with every file intact.
+
+    Raises:
+      ResultsError: it is finished for this config but a file fails its MANIFEST.json entry
+        (changed, truncated or missing since): never skipped as done, never combined.
+    """
     from memjax.study import read_config
 
     if not (run_dir / R.MANIFEST).is_file():
         return False
     try:
-        return to_dict(read_config(run_dir)) == to_dict(cfg)
+        if to_dict(read_config(run_dir)) != to_dict(cfg):
+            return False
     except (R.ResultsError, ConfigError):
         return False
+    problems, _ = R.verify_manifest(run_dir)
+    if problems:
+        raise R.ResultsError(f"sweep study {run_dir}: damaged since it finished: "
+                             + "; ".join(problems) + f" (see `memjax check {run_dir}`; delete "
+                             "the folder to run the study again)")
+    return True
+
+
+def read_record(sweep_dir: str | Path) -> dict:
+    """The sweep directory's sweep.json (data only).
+
+    Raises:
+      ResultsError: missing, unreadable, or not a sweep record.
+    """
+    path = Path(sweep_dir) / SPEC
+    if not path.is_file():
+        raise R.ResultsError(f"{path}: missing; {sweep_dir} is not a sweep directory (run "
+                             "`memjax sweep SPEC --out DIR` first)")
+    try:
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise R.ResultsError(f"{path}: unreadable ({type(e).__name__}: {e}); see "
+                             f"`memjax check {sweep_dir}`") from e
+    if not isinstance(record, dict) or not isinstance(record.get("spec"), dict) \
+            or not isinstance(record.get("studies"), list):
+        raise R.ResultsError(f"{path}: not a sweep record (expected 'spec' and 'studies')")
+    return record
+
+
+def _record(spec: dict, studies: list[SweepStudy]) -> dict:
+    return json.loads(json.dumps(
+        {"spec": spec, "studies": [{"name": s.name, "set": list(s.sets)} for s in studies]}))
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -175,18 +255,25 @@ def run_sweep(spec: dict, sweep_dir: str | Path, *, shard: tuple[int, int] = (0,
 
     Returns:
       The combined per-model table of every study complete on disk.
+    Raises:
+      ConfigError: a bad spec, or a directory that holds another sweep or is not a folder.
+      ResultsError: an unreadable sweep.json, or one of this worker's finished studies was
+        damaged since (`is_complete`).
     """
-    from memjax.study import run_study
+    from memjax.study import check_workdir, run_study
 
-    sweep_dir = Path(sweep_dir)
+    sweep_dir = check_workdir(sweep_dir)
     studies = expand(spec)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    record = {"spec": spec, "studies": [{"name": s.name, "set": list(s.sets)} for s in studies]}
-    if not (sweep_dir / SPEC).is_file():
+    for study in studies:  # every folder name is checked before anything is written
+        study_dir(sweep_dir, study)
+    record = _record(spec, studies)
+    if (sweep_dir / SPEC).exists():
+        if read_record(sweep_dir) != record:
+            raise ConfigError(f"{sweep_dir / SPEC}: this sweep directory holds another sweep; "
+                              "use a new directory")
+    else:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
         R.write_json(sweep_dir / SPEC, record)
-    elif json.loads((sweep_dir / SPEC).read_text()) != json.loads(json.dumps(record)):
-        raise ConfigError(f"{sweep_dir / SPEC}: this sweep directory holds another sweep; "
-                          "use a new directory")
     i, n = shard
     mine = [s for k, s in enumerate(studies) if k % n == i]
     for k, study in enumerate(mine):
@@ -202,10 +289,23 @@ def run_sweep(spec: dict, sweep_dir: str | Path, *, shard: tuple[int, int] = (0,
 
 
 def combine(sweep_dir: str | Path, studies: list[SweepStudy] | None = None) -> pd.DataFrame:
-    """Rewrites combined_models.csv / combined_summary.csv from the complete studies on disk."""
+    """Rewrites combined_models.csv / combined_summary.csv from the complete studies on disk.
+
+    Args:
+      sweep_dir: a sweep directory (it must hold sweep.json).
+      studies: the expanded spec; they must be the studies sweep.json records (None reads
+        them from there).
+    Raises:
+      ResultsError: no or an unreadable sweep.json, or a study table that cannot be combined.
+      ConfigError: `studies` are not the ones this directory records.
+    """
     sweep_dir = Path(sweep_dir)
+    record = read_record(sweep_dir)
     if studies is None:
-        studies = expand(json.loads((sweep_dir / SPEC).read_text())["spec"])
+        studies = expand(record["spec"])
+    elif record["studies"] != _record({}, studies)["studies"]:
+        raise ConfigError(f"{sweep_dir / SPEC}: this sweep directory holds another sweep than "
+                          "the spec given; combine it with its own spec")
     # Workers of a sharded sweep combine one after another: the last to enter sees every study
     # finished before it, so the table on disk ends complete.
     with open(sweep_dir / ".combine.lock", "a") as lock:
@@ -220,19 +320,31 @@ def _combine(sweep_dir: Path, studies: list[SweepStudy]) -> pd.DataFrame:
     models, summaries = [], []
     for study in studies:
         run_dir = study_dir(sweep_dir, study)
-        if not is_complete(run_dir, study.config):
+        try:
+            if not is_complete(run_dir, study.config):
+                continue
+        except R.ResultsError as e:  # damaged: left out of the tables, said plainly
+            warnings.warn(f"{e}; left out of the combined tables", stacklevel=3)
             continue
         res = R.load(run_dir)
         for df, out in ((res.models, models), (res.summary, summaries)):
+            added = ["study", *(key for key, _ in study.values)]
+            clash = [c for c in added if c in df.columns]
+            if clash:
+                raise R.ResultsError(f"{run_dir}: its tables already have the column(s) {clash} "
+                                     "that the combined tables add; not a memjax study table")
             df = df.copy()
             df.insert(0, "study", study.name)
             for key, value in study.values:
                 df.insert(1, key, value)
             out.append(df)
-    combined = pd.concat(models, ignore_index=True) if models else pd.DataFrame()
+    if not models:  # nothing complete yet: no table at all rather than an empty, stale one
+        for name in (COMBINED_MODELS, COMBINED_SUMMARY, COMBINED_CONTRASTS):
+            (sweep_dir / name).unlink(missing_ok=True)
+        return pd.DataFrame()
+    combined = pd.concat(models, ignore_index=True)
     R.write_table(sweep_dir / COMBINED_MODELS, combined)
-    R.write_table(sweep_dir / COMBINED_SUMMARY,
-                  pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame())
+    R.write_table(sweep_dir / COMBINED_SUMMARY, pd.concat(summaries, ignore_index=True))
     scores = [s for s in CONTRAST_SCORES if s in combined.columns]
     reference = studies[0].name  # the spec's first study, e.g. "plain"
     if len(models) >= 2 and scores and reference in set(combined["study"]):

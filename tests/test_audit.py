@@ -172,7 +172,7 @@ def test_audit_run_reads_models_csv(tmp_path):
     table = audit.audit_run(tmp_path, ["M2"], delta=1e-5)
     perfect = audit.eps_lb_perfect(20, 20, 1e-5, ALPHA, audit.n_tests(20, 20))
     assert table.loc[0, "eps_lb"] == pytest.approx(perfect)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ResultsError, match="models.csv: missing"):
         audit.audit_run(tmp_path / "missing")
     # By default the run's own delta: 1 / N, or its DP delta when set.
     record = {"config": {"train": {"dp_delta": None}}, "data": {"train": {"n": 1000}}}

@@ -112,6 +112,9 @@ def test_cli_score_stats_only_recomputes_the_summary_without_scoring(tiny_run, t
     models = again.models.copy()
     models.loc[models["condition"] == "uf", "M_score"] += 10.0
     R.write_table(run / R.MODELS_CSV, models, parquet=True)
+    with pytest.raises(R.ResultsError, match="damaged run: models.csv"):
+        resummarise(run)  # the manifest still vouches for the old table
+    (run / R.MANIFEST).unlink()  # deliberately accepting the edit
     shifted = resummarise(run).summary.set_index("score")
     assert shifted.loc["M_score", "diff"] == pytest.approx(
         tiny_run.summary.set_index("score").loc["M_score", "diff"] + 10.0)

@@ -36,9 +36,13 @@ def test_bad_specs_are_refused(tmp_path):
     bad.write_text(json.dumps({"base": "tiny", "grid": {"train.epochs": []}}))
     with pytest.raises(ConfigError, match="grid"):
         sweep.expand(sweep.load_spec(bad))
-    bad.write_text(json.dumps({"base": "tiny", "studies": [{"name": "../../x", "set": []}]}))
+    bad.write_text(json.dumps({"base": "tiny", "studies": [{"name": "a/../b", "set": []}]}))
     studies = sweep.expand(sweep.load_spec(bad))  # the name is slugged into one folder
-    assert ".." not in studies[0].name.split("/")
+    assert studies[0].name == "a_.._b" and "/" not in studies[0].name
+    for name in ("../../x", ".", ".hidden", "chunks", "figures", "studies"):
+        bad.write_text(json.dumps({"base": "tiny", "studies": [{"name": name}]}))
+        with pytest.raises(ConfigError, match="may not start with"):
+            sweep.expand(sweep.load_spec(bad))
     with pytest.raises(ConfigError, match="shard"):
         sweep.parse_shard("3/2")
 

@@ -1,0 +1,267 @@
+"""Damaged results and hostile sweep inputs: a finished run or sweep that was changed, truncated
+or mixed up afterwards is refused by name, never rescored, combined or audited as if intact;
+sweep specs are checked field by field before anything is written (docs/reliability.md,
+"Damaged results and sweep specs")."""
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+
+import pandas as pd
+import pytest
+
+from memjax import results as R
+from memjax import sweep
+from memjax.check import check_dir
+from memjax.errors import ConfigError
+
+PLAIN = "learning_rate=0.0003"  # the tiny sweep's first study
+CLI = [sys.executable, "-m", "memjax.cli"]
+
+
+@pytest.fixture
+def sweep_copy(tiny_sweep, tmp_path):
+    out = tmp_path / "sweep"
+    shutil.copytree(tiny_sweep, out)
+    return out
+
+
+def _cli(*args, timeout=300):
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _edit_models(run, fn):
+    path = run / R.MODELS_CSV
+    fn(pd.read_csv(path)).to_csv(path, index=False)
+
+
+# ---- a finished run changed afterwards ----------------------------------------------------
+
+def test_stats_only_refuses_a_models_table_changed_after_the_run(sweep_copy):
+    from memjax.study import resummarise
+
+    run = sweep_copy / "studies" / PLAIN
+    _edit_models(run, lambda d: d.assign(M_score=d["M_score"] + 5))
+    with pytest.raises(R.ResultsError, match="damaged run: models.csv"):
+        resummarise(run)
+    assert (run / R.MANIFEST).is_file()  # the evidence stays
+    assert not check_dir(run).ok
+
+
+@pytest.mark.parametrize("column", ["M2", "condition", "valid", "diverged", "model"])
+def test_stats_only_names_a_missing_column_before_touching_the_run(sweep_copy, column):
+    from memjax.study import resummarise
+
+    run = sweep_copy / "studies" / PLAIN
+    (run / R.MANIFEST).unlink()  # as after an interrupted earlier call: nothing to verify
+    _edit_models(run, lambda d: d.drop(columns=[column]))
+    summary = (run / R.SUMMARY).read_bytes()
+    with pytest.raises(R.ResultsError, match=f"missing columns \\['{column}'\\]"):
+        resummarise(run)
+    assert (run / R.SUMMARY).read_bytes() == summary
+
+
+def test_stats_only_refuses_a_table_of_another_size(sweep_copy):
+    from memjax.study import resummarise
+
+    run = sweep_copy / "studies" / PLAIN
+    (run / R.MANIFEST).unlink()
+    _edit_models(run, lambda d: d.head(1))
+    with pytest.raises(R.ResultsError, match="1 rows but config.json says n_models=2"):
+        resummarise(run)
+
+
+def test_stats_only_refuses_a_valid_column_that_is_not_boolean(sweep_copy):
+    from memjax.study import resummarise
+
+    run = sweep_copy / "studies" / PLAIN
+    (run / R.MANIFEST).unlink()
+    _edit_models(run, lambda d: d.assign(valid=["yes"] + [True] * (len(d) - 1)))
+    with pytest.raises(R.ResultsError, match="column 'valid': 1 of 2 values are not booleans"):
+        resummarise(run)
+
+
+def test_rescoring_refuses_a_changed_config_and_a_population_of_another_size(sweep_copy):
+    from memjax.study import score_stage
+
+    run = sweep_copy / "studies" / PLAIN
+    record = json.loads((run / R.CONFIG).read_text())
+    record["config"]["population"]["n_seeds"] = 2
+    (run / R.CONFIG).write_text(json.dumps(record))
+    with pytest.raises(R.ResultsError, match="damaged run: config.json"):
+        score_stage(run, progress=False)
+    assert (run / R.MANIFEST).is_file()
+    (run / R.MANIFEST).unlink()  # even with nothing to verify against, sizes must agree
+    with pytest.raises(R.ResultsError, match="population.npz: holds models of leading sizes \\[2\\]"):
+        score_stage(run, progress=False)
+
+
+def test_workdir_that_is_a_file_is_refused_before_any_work(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    for args in (["run", "tiny", "--workdir", str(tmp_path / "afile")],
+                 ["train", "tiny", "--workdir", str(tmp_path / "afile" / "sub")]):
+        res = _cli(*args, "--no-progress")
+        assert res.returncode == 2 and "is not a directory" in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr
+
+
+def test_influence_refuses_a_bad_batch_size_before_training(tmp_path):
+    from memjax.influence_study import run_influence_study
+    from memjax.presets import get_preset
+
+    for bad in (0, -5, 2.5):
+        with pytest.raises(ConfigError, match="batch_size"):
+            run_influence_study(get_preset("tiny"), tmp_path / "inf", batch_size=bad)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match="not a directory"):
+        run_influence_study(get_preset("tiny"), tmp_path / "afile")
+    with pytest.raises(ConfigError, match="k=0"):
+        run_influence_study(get_preset("tiny"), tmp_path / "inf", k=0)
+    assert not (tmp_path / "inf").exists()  # nothing created for a refused call
+
+
+# ---- sweeps --------------------------------------------------------------------------------
+
+def test_a_damaged_study_is_never_combined_nor_skipped_as_done(sweep_copy):
+    run = sweep_copy / "studies" / PLAIN
+    _edit_models(run, lambda d: d.head(1))
+    with pytest.warns(UserWarning, match="damaged since it finished.*models.csv"):
+        combined = sweep.combine(sweep_copy)
+    assert PLAIN not in set(combined["study"]) and len(combined)
+    assert not (sweep_copy / sweep.COMBINED_CONTRASTS).exists()  # its reference is gone
+    record = sweep.read_record(sweep_copy)
+    with pytest.raises(R.ResultsError, match=f"{PLAIN}: damaged since it finished"):
+        sweep.run_sweep(record["spec"], sweep_copy, progress=False)
+
+
+def test_combine_only_checks_the_directory_and_the_spec(sweep_copy, tmp_path):
+    before = {p.name: p.read_bytes() for p in sweep_copy.glob("combined_*.csv")}
+    other = sweep.expand({"base": "tiny", "studies": [{"name": "plain"}, {"name": "zzz"}]})
+    with pytest.raises(ConfigError, match="holds another sweep"):
+        sweep.combine(sweep_copy, other)
+    assert {p.name: p.read_bytes() for p in sweep_copy.glob("combined_*.csv")} == before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for where in (empty, tmp_path / "missing", sweep_copy / "studies" / PLAIN):
+        with pytest.raises(R.ResultsError, match="sweep.json: missing"):
+            sweep.combine(where, other)
+    assert list(empty.iterdir()) == []
+
+
+def test_a_damaged_sweep_record_is_named(sweep_copy):
+    spec = sweep.read_record(sweep_copy)["spec"]
+    for content in (b'{"spec": {"base"', b"\xff\xfe", b"[1, 2]"):
+        (sweep_copy / sweep.SPEC).write_bytes(content)
+        with pytest.raises(R.ResultsError, match="sweep.json"):
+            sweep.run_sweep(spec, sweep_copy, progress=False)
+        with pytest.raises(R.ResultsError, match="sweep.json"):
+            sweep.combine(sweep_copy)
+
+
+def test_a_study_table_that_already_has_the_study_column_is_refused(sweep_copy):
+    run = sweep_copy / "studies" / PLAIN
+    (run / R.MANIFEST).unlink()
+    _edit_models(run, lambda d: d.assign(study="zzz"))
+    R.write_manifest(run)  # "intact" as far as the manifest goes
+    with pytest.raises(R.ResultsError, match="already have the column"):
+        sweep.combine(sweep_copy)
+
+
+def test_nothing_complete_writes_no_empty_table(tmp_path):
+    spec = {"base": "tiny", "set": ["train.epochs=1"], "studies": [{"name": "a"}, {"name": "b"}]}
+    out = tmp_path / "sweep"
+    out.mkdir()
+    R.write_json(out / sweep.SPEC, sweep._record(spec, sweep.expand(spec)))
+    (out / sweep.COMBINED_MODELS).write_text("stale\n1\n")
+    assert sweep.combine(out).empty
+    assert not list(out.glob("combined_*.csv"))
+    report = check_dir(out)
+    assert "2 of 2 studies of sweep.json not started" in report.text()
+    assert "1 problem(s) with the sweep itself" in report.status()
+
+
+@pytest.mark.parametrize("spec, match", [
+    ({"base": "tiny", "set": 5, "studies": [{"name": "a"}]}, "sweep set: expected a list"),
+    ({"base": "tiny", "set": [5], "studies": [{"name": "a"}]}, "sweep set: expected a list"),
+    ({"base": "tiny", "set": "train.epochs=1", "studies": [{"name": "a"}]}, "expected a list"),
+    ({"base": "tiny", "studies": [{"name": "a", "set": None}]}, "'a': set: expected a list"),
+    ({"base": "tiny", "studies": 5}, "sweep studies: expected a list"),
+    ({"base": ["tiny"], "studies": [{"name": "a"}]}, "expected the name of a preset"),
+    ({"base": "tiny", "studies": [{"name": "wd", "sets": ["train.weight_decay=0.1"]}]},
+     "unknown keys \\['sets'\\]"),
+    ({"base": "tiny", "studies": [{"name": None}]}, "non-empty string"),
+    ({"base": "tiny", "studies": [{"name": ["x", "y"]}]}, "non-empty string"),
+    ({"base": "tiny", "studies": [{"name": "  "}]}, "non-empty string"),
+    ({"base": "tiny", "grid": {f"train.{k}": list(range(1, 41)) for k in
+                               ("epochs", "batch_size", "patience", "learning_rate")}},
+     "exceed 10,000"),
+])
+def test_malformed_specs_are_refused_by_field(spec, match):
+    with pytest.raises(ConfigError, match=match):
+        sweep.expand(spec)
+
+
+def test_unreadable_spec_files_are_refused(tmp_path):
+    for content in (b"\xff\xfe{}", ("{\"base\":" + "[" * 100_000 + "]" * 100_000 + "}").encode()):
+        (tmp_path / "s.json").write_bytes(content)
+        with pytest.raises(ConfigError, match="cannot read"):
+            sweep.load_spec(tmp_path / "s.json")
+
+
+def test_a_refused_spec_writes_nothing(tmp_path):
+    out = tmp_path / "sweep"
+    with pytest.raises(ConfigError):
+        sweep.run_sweep({"base": "tiny", "studies": [{"name": "b"}, {"name": "."}]}, out)
+    assert not out.exists()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match="is not a directory"):
+        sweep.run_sweep({"base": "tiny", "studies": [{"name": "b"}]}, tmp_path / "afile")
+
+
+# ---- audits --------------------------------------------------------------------------------
+
+def test_audit_sweep_never_reads_outside_the_sweep(sweep_copy, tmp_path):
+    from memjax.audit import audit_sweep
+
+    outside = tmp_path / "outside"
+    shutil.copytree(sweep_copy / "studies" / PLAIN, outside)
+    (sweep_copy / sweep.COMBINED_MODELS).write_text("study,model\n../../outside,0\n")
+    with pytest.raises(ConfigError, match="'..' is not allowed"):
+        audit_sweep(sweep_copy)
+
+
+def test_audit_cli_bad_inputs_exit_2_with_one_line(sweep_copy, tmp_path):
+    run = sweep_copy / "studies" / PLAIN
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run, damaged)
+    _edit_models(damaged, lambda d: d.drop(columns=["M2"]))
+    garbage = tmp_path / "garbage"
+    shutil.copytree(run, garbage)
+    (garbage / R.MANIFEST).unlink()
+    (garbage / R.MODELS_CSV).write_bytes(b"\xff\xfe\x00")
+    cases = [([str(tmp_path / "nowhere")], "models.csv: missing"),
+             ([str(run), "--delta", "-1"], "delta=-1.0"),
+             ([str(run), "--alpha", "0"], "alpha=0.0"),
+             ([str(run), "--alpha", "nan"], "alpha=nan"),
+             ([str(run), "--out", str(tmp_path)], "is a directory"),
+             ([str(damaged)], "damaged run: models.csv"),
+             ([str(garbage)], "models.csv")]
+    for args, match in cases:
+        res = _cli("audit", *args)
+        assert res.returncode == 2, (args, res.stderr)
+        assert match in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
+
+
+def test_check_names_files_and_empty_folders(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    assert check_dir(tmp_path / "afile").problems == [f"{tmp_path / 'afile'}: not a directory"]
+    (tmp_path / "empty").mkdir()
+    assert check_dir(tmp_path / "empty").status() == "EMPTY"
+
+
+def test_no_warning_for_an_intact_sweep(sweep_copy):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert set(sweep.combine(sweep_copy)["study"]) == {PLAIN, "learning_rate=0.001",
+                                                          "dropout", "crossed"}
