@@ -124,6 +124,38 @@ def plot_contrasts(contrasts: pd.DataFrame, score: str = "M_score",
     return _save(fig, path)
 
 
+def plot_tail(by_study: dict[str, pd.DataFrame], path: Path | None = None) -> Figure | None:
+    """Where the M score comes from (`memjax.tail.paired_by_bin` of each study): per bin of the
+    canary class's control probability, the UF-minus-twin part of the M score (top) and of the
+    probability-scale sum (bottom) with bootstrap 95% intervals, one colour per study. The parts
+    of a study add up to its M score (resp. its mean probability shift). None when no study has
+    twins."""
+    by_study = {k: v for k, v in by_study.items() if len(v)}
+    if not by_study:
+        return None
+    bins = list(dict.fromkeys(next(iter(by_study.values()))["bin"]))
+    fig = Figure(figsize=(2.0 + 1.6 * len(bins), 6.0))
+    axes = fig.subplots(2, 1)
+    width = 0.7 / len(by_study)
+    for ax, value, ylabel in ((axes[0], "M_score_part", "M score part: UF - twin"),
+                              (axes[1], "prob_part", "probability part: UF - twin")):
+        for j, (study, paired) in enumerate(by_study.items()):
+            rows = paired[paired["value"] == value].set_index("bin").reindex(bins)
+            x = np.arange(len(bins)) + (j - (len(by_study) - 1) / 2) * width
+            d = rows["pair_diff"].to_numpy(np.float64)
+            err = [d - rows["pair_diff_lo"].to_numpy(np.float64),
+                   rows["pair_diff_hi"].to_numpy(np.float64) - d]
+            ax.errorbar(x, d, yerr=err, fmt="o", capsize=3, label=study, color=f"C{j}")
+        ax.axhline(0, color="grey", lw=0.8, ls="--")
+        ax.set_xticks(np.arange(len(bins)), bins, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=9)
+    axes[0].legend(fontsize=8)
+    axes[1].set_xlabel("bin of f(x^R)_{y*}, the control output's probability of the canary class")
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
 def plot_trajectory_pairs(by_study: dict[str, pd.DataFrame], score: str = "traj_M_score",
                           path: Path | None = None) -> Figure | None:
     """Per study, the mean UF-minus-twin difference of a trajectory score at every epoch with its

@@ -101,8 +101,23 @@ def seed_variance(runs: Path, out: Path) -> list[str]:
     return [] if fig is None else ["full_mnist_crossed_components.png"]
 
 
+def tail(runs: Path, out: Path) -> list[str]:
+    """The M score by bins of p(y*), plain against batch norm (rescores both studies in log
+    space, about 70 s each on 2 CPU cores; set MEMJAX_DATA_DIR to the full MNIST)."""
+    from memjax.sweep_plots import plot_tail
+    from memjax.tail import tail_study
+
+    studies = runs / "regularisation-memorised" / "studies"
+    names = [n for n in ("plain", "batch-norm") if (studies / n / "MANIFEST.json").is_file()]
+    if not names:
+        return []
+    paired = {n: tail_study(studies / n, progress=False)[1] for n in names}
+    fig = plot_tail(paired, path=out / "regularisation-memorised_tail.png")
+    return [] if fig is None else ["regularisation-memorised_tail.png"]
+
+
 FIGURES = {"influence": influence, "trajectories": trajectories, "dp": dp,
-           "regularisation": regularisation, "seed-variance": seed_variance}
+           "regularisation": regularisation, "seed-variance": seed_variance, "tail": tail}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,6 +91,14 @@ def test_paired_by_bin_finds_an_effect_planted_in_the_tail_only():
     assert again.loc[("[0, 1e-07)", "M_score_part"), "n_pairs"] == n - 1
     assert tail.paired_by_bin(models[models["condition"] == "uf"],
                               terms[terms["row"] < n]).empty
+    # The figure: one series per study in each of the two panels.
+    from memjax.sweep_plots import plot_tail
+
+    fig = plot_tail({"a": paired.reset_index(), "b": again.reset_index()})
+    assert len(fig.axes) == 2
+    assert [len(ax.containers) for ax in fig.axes] == [2, 2]
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()][0] == "[0, 1e-07)"
+    assert plot_tail({"none": pd.DataFrame()}) is None
 
 
 def test_tail_study_rescores_a_finished_study_without_touching_it(tiny_sweep, tmp_path):
