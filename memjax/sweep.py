@@ -29,6 +29,7 @@ one writer; combined tables are rewritten atomically from what is complete on di
 """
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import itertools
 import json
@@ -74,7 +75,8 @@ MAX_STUDIES = 10_000
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:120] or "study"
+    """A folder name: letters (any script), digits and `_.=-`; anything else becomes `_`."""
+    return re.sub(r"[^\w.=-]+", "_", text).strip("_")[:120] or "study"
 
 
 def _folder_name(name: str, given: Any) -> str:
@@ -126,6 +128,8 @@ def load_spec(path: str | Path) -> dict:
 def expand(spec: dict) -> list[SweepStudy]:
     """The studies of a spec, in a fixed order (grid product first, then listed studies).
 
+    Warns when two studies resolve to the same config (a grid [1, 1.0], say).
+
     Raises:
       ConfigError: bad base preset, overrides or duplicate study names.
     """
@@ -168,6 +172,14 @@ def expand(spec: dict) -> list[SweepStudy]:
         sets = _string_list(item.get("set", []), f"sweep study {item['name']!r}: set")
         studies.append(_study(base, _folder_name(_slug(item["name"]), item["name"]), common,
                               tuple(sets), ()))
+    seen: dict[str, str] = {}
+    for st in studies:  # e.g. a grid [1, 1.0]: two names, one config, the same results twice
+        key = json.dumps(to_dict(dataclasses.replace(st.config, name="")), sort_keys=True)
+        if key in seen:
+            warnings.warn(f"sweep: studies {seen[key]!r} and {st.name!r} resolve to the same "
+                          "config (training is deterministic: the same results twice)",
+                          stacklevel=2)
+        seen[key] = st.name
     names = [s.name for s in studies]
     if len(set(names)) != len(names):
         raise ConfigError(f"sweep: duplicate study names {sorted(n for n in names if names.count(n) > 1)}")
@@ -179,8 +191,6 @@ def expand(spec: dict) -> list[SweepStudy]:
 def _study(base: StudyConfig, name: str, common: list[str], sets: tuple[str, ...],
            values: tuple) -> SweepStudy:
     cfg = override(base, common + list(sets))
-    import dataclasses
-
     cfg = validate(dataclasses.replace(cfg, name=f"{base.name}/{name}"))
     return SweepStudy(name=name, sets=tuple(common) + sets, values=values, config=cfg)
 

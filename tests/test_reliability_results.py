@@ -202,6 +202,14 @@ def test_malformed_specs_are_refused_by_field(spec, match):
         sweep.expand(spec)
 
 
+def test_names_in_any_script_are_kept_and_same_config_studies_are_flagged():
+    studies = sweep.expand({"base": "tiny", "studies": [
+        {"name": "été", "set": ["train.epochs=1"]}, {"name": "学习", "set": ["train.epochs=2"]}]})
+    assert [s.name for s in studies] == ["été", "学习"]  # was "t" and "study"
+    with pytest.warns(UserWarning, match="'epochs=1' and 'epochs=1.0' resolve to the same config"):
+        sweep.expand({"base": "tiny", "grid": {"train.epochs": [1, 1.0]}})
+
+
 def test_unreadable_spec_files_are_refused(tmp_path):
     for content in (b"\xff\xfe{}", ("{\"base\":" + "[" * 100_000 + "]" * 100_000 + "}").encode()):
         (tmp_path / "s.json").write_bytes(content)
