@@ -178,6 +178,7 @@ def audit_predict_fn(
     batch_size: int = 1000,
     clip: bool = False,
     control_seed: int = 0,
+    m10_reference: bool = False,
 ) -> dict[str, Any]:
     """Every score of method.md for one model seen only through `predict_fn`.
 
@@ -200,6 +201,10 @@ def audit_predict_fn(
       clip: Keras' clipped KL (the reference's numbers) instead of log space.
       control_seed: seed of the control bitmaps in [0, 2**32) (`ProbeConfig.control_seed`; use
         the same one to compare with a memjax population).
+      m10_reference: also return M10_reference (method.md's SciPy-axis-0 variant, as
+        `score.m10_reference` does for a population): it keeps the UF and control outputs
+        [P, C] and makes a second pass over them once the column sums over all probes are
+        known (predict_fn is not called again).
     Returns:
       `memjax.score.finalize`'s scores of this model as Python floats / ints, the per-class
       PD_* entries as [C] arrays.
@@ -228,6 +233,7 @@ def audit_predict_fn(
     num_classes = None
     sums: dict[str, np.ndarray] = {}
     per_probe: dict[str, list[np.ndarray]] = {k: [] for k in PER_PROBE_KEYS}
+    kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # UF, control logits for M10_ref
     for start in range(0, num_probes, b):
         x = x_all[start:start + b]
         n = x.shape[0]
@@ -245,10 +251,19 @@ def audit_predict_fn(
         pp = jax.device_get(pp)
         for k in PER_PROBE_KEYS:
             per_probe[k].append(np.asarray(pp[k])[:n])
+        if m10_reference:
+            kept.append((_pad(logits[1], b), _pad(logits[2], b), valid))
     res = score_lib.finalize(
         {k: v[None] for k, v in sums.items()},
         {k: np.concatenate(v)[None] for k, v in per_probe.items()},
         np.array([y_used]), labels, num_classes)
+    if m10_reference:  # second pass over the kept outputs, with the column sums of all probes
+        col_uf, col_ctrl = (jnp.asarray(sums[k].astype(np.float32)) for k in ("p_uf_sum",
+                                                                              "p_ctrl_sum"))
+        js = sum(np.asarray(score_lib.m10_reference_terms(jnp.asarray(zu), jnp.asarray(zc),
+                                                          col_uf, col_ctrl, jnp.asarray(v)),
+                            np.float64) for zu, zc, v in kept)
+        res["M10_reference"] = score_lib.m10_reference_from_sums(js[None])
     return {k: (v[0].item() if v.ndim == 1 else v[0]) for k, v in res.items()}
 
 

@@ -82,6 +82,37 @@ def test_flax_mlp_equals_score_population(probes):
              expected)
 
 
+def test_m10_reference_equals_the_population_and_scipy(probes):
+    from scipy.spatial.distance import jensenshannon
+
+    x, labels = probes
+    model = build_model("mlp")
+    variables = model.init(jax.random.PRNGKey(1), np.zeros((1, *SHAPE), np.float32), train=False)
+    overlay = render_feature(FEATURE, SHAPE)
+    one = lambda a: np.asarray(a)[None]  # noqa: E731
+    key = jax.random.PRNGKey(0)
+    inputs = ModelInputs(init_key=one(key), order_key=one(key), noise_key=one(key), canary=one(0),
+                         insert=one(True), lr_mult=one(1.0), feature_mask=one(overlay.mask),
+                         feature_value=one(overlay.value))
+    ref = score_population(make_program("mlp", TrainConfig(epochs=1)), jax.tree.map(one, variables),
+                           inputs, np.array([3]), x, labels, FEATURE, mean=MEAN, std=STD,
+                           batch_size=16, progress=False, m10_reference=True)
+    fn = flax_predict_fn(model, variables)
+    got = audit_predict_fn(fn, x, labels, FEATURE, y_star=3, output="logits",
+                           standardise=(MEAN, STD), batch_size=16, m10_reference=True)
+    assert got["M10_reference"] == pytest.approx(float(ref.scores["M10_reference"][0]), abs=1e-6)
+    assert "M10_reference" not in audit_predict_fn(fn, x, labels, FEATURE, output="logits",
+                                                   standardise=(MEAN, STD))
+    # ... and SciPy's jensenshannon on the [P, C] arrays with its default axis 0, as the reference.
+    ctrl = control_bitmaps(P, (5, 5), 0)
+    from memjax.blackbox import _variants
+
+    x_uf, x_ctrl = _variants(x, overlay, ctrl, FEATURE)
+    p_uf, p_ctrl = (np.asarray(jax.nn.softmax(fn((v - MEAN) / STD), axis=-1), np.float64)
+                    for v in (x_uf, x_ctrl))
+    assert got["M10_reference"] == pytest.approx(np.mean(jensenshannon(p_uf, p_ctrl)), abs=1e-5)
+
+
 def test_numpy_model_equals_scores_of_hand_built_probes(probes):
     x, labels = probes
     model = _regression()
