@@ -137,7 +137,8 @@ def test_a_damaged_study_is_never_combined_nor_skipped_as_done(sweep_copy):
 
 def test_combine_only_checks_the_directory_and_the_spec(sweep_copy, tmp_path):
     before = {p.name: p.read_bytes() for p in sweep_copy.glob("combined_*.csv")}
-    other = sweep.expand({"base": "tiny", "studies": [{"name": "plain"}, {"name": "zzz"}]})
+    other = sweep.expand({"base": "tiny", "studies": [{"name": "plain"},
+                                                      {"name": "zzz", "set": ["train.epochs=3"]}]})
     with pytest.raises(ConfigError, match="holds another sweep"):
         sweep.combine(sweep_copy, other)
     assert {p.name: p.read_bytes() for p in sweep_copy.glob("combined_*.csv")} == before
@@ -169,7 +170,8 @@ def test_a_study_table_that_already_has_the_study_column_is_refused(sweep_copy):
 
 
 def test_nothing_complete_writes_no_empty_table(tmp_path):
-    spec = {"base": "tiny", "set": ["train.epochs=1"], "studies": [{"name": "a"}, {"name": "b"}]}
+    spec = {"base": "tiny", "set": ["train.epochs=1"],
+            "studies": [{"name": "a"}, {"name": "b", "set": ["train.learning_rate=0.001"]}]}
     out = tmp_path / "sweep"
     out.mkdir()
     R.write_json(out / sweep.SPEC, sweep._record(spec, sweep.expand(spec)))
