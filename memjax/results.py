@@ -186,14 +186,16 @@ def write_manifest(run_dir: str | os.PathLike) -> dict:
     return manifest
 
 
-def verify_manifest(run_dir: str | os.PathLike, names: Iterable[str] | None = None
-                    ) -> tuple[list[str], int]:
+def verify_manifest(run_dir: str | os.PathLike, names: Iterable[str] | None = None, *,
+                    size_only: Iterable[str] = ()) -> tuple[list[str], int]:
     """Checks files of a scored run against its MANIFEST.json (data only, never raises).
 
     Args:
       run_dir: the run directory.
       names: the files to check (relative paths); None checks every file listed. A name the
         manifest does not list is a problem.
+      size_only: files of `names` whose size alone is compared (large arrays that the caller
+        does not read: hashing them would cost more than it protects).
     Returns:
       (problems, n_verified): one sentence per defect (manifest unreadable, an entry pointing
       outside the run, a file missing, of another size or SHA-256), and the number of files
@@ -214,6 +216,7 @@ def verify_manifest(run_dir: str | os.PathLike, names: Iterable[str] | None = No
     verified = 0
     real_run = run_dir.resolve()
     wanted = sorted(files) if names is None else list(names)
+    quick = set(size_only)
     for rel in wanted:
         if rel not in files:
             problems.append(f"{rel}: not listed in {MANIFEST}")
@@ -230,14 +233,18 @@ def verify_manifest(run_dir: str | os.PathLike, names: Iterable[str] | None = No
         if not target.is_file():
             problems.append(f"{rel}: listed in {MANIFEST} but missing")
             continue
-        size = target.stat().st_size
-        if entry.get("bytes") is not None and size != entry["bytes"]:
-            problems.append(f"{rel}: {size} bytes, {MANIFEST} says {entry['bytes']} "
-                            "(truncated or changed after the run)")
-            continue
-        if sha256_file(target) != entry["sha256"]:
-            problems.append(f"{rel}: SHA-256 differs from {MANIFEST} (corrupt or changed "
-                            "after the run)")
+        try:
+            size = target.stat().st_size
+            if entry.get("bytes") is not None and size != entry["bytes"]:
+                problems.append(f"{rel}: {size} bytes, {MANIFEST} says {entry['bytes']} "
+                                "(truncated or changed after the run)")
+                continue
+            if rel not in quick and sha256_file(target) != entry["sha256"]:
+                problems.append(f"{rel}: SHA-256 differs from {MANIFEST} (corrupt or changed "
+                                "after the run)")
+                continue
+        except OSError as e:  # removed or unreadable while being checked
+            problems.append(f"{rel}: unreadable ({type(e).__name__}: {e})")
             continue
         verified += 1
     return problems, verified

@@ -230,6 +230,10 @@ def train_stage(cfg: StudyConfig, workdir: str | Path, *, progress: bool = True,
         # pair the new config with old weights.
         clear_outputs(workdir)
         R.write_json(workdir / R.CONFIG, _config_record(prep))
+    else:
+        # Same config, trained again (`memjax train` on a scored run): the scores, report and
+        # manifest belong to the population about to be replaced.
+        clear_outputs(workdir, keep_training=True)
     multi = jax.process_count() > 1
     result = train_population(cfg.model.name, cfg.train, inputs, prep.data,
                               strategy=p.strategy, chunk_size=p.chunk_size, progress=progress,

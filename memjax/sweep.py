@@ -68,6 +68,8 @@ class SweepStudy:
     config: StudyConfig
 
 
+# The files of a study that `combine` reads (`results.load`).
+COMBINE_READS = (R.CONFIG, R.MODELS_CSV, R.SUMMARY, R.EPOCHS, R.ARRAYS)
 # Folder names a study may not take: `memjax check` and the run layout use them.
 RESERVED = {"chunks", "figures", STUDIES}
 # Most studies one spec may expand to (a grid's product grows fast).
@@ -75,8 +77,10 @@ MAX_STUDIES = 10_000
 
 
 def _slug(text: str) -> str:
-    """A folder name: letters (any script), digits and `_.=-`; anything else becomes `_`."""
-    return re.sub(r"[^\w.=-]+", "_", text).strip("_")[:120] or "study"
+    """A folder name: letters (any script), digits and `_.=-`; anything else becomes `_`; at
+    most 120 bytes of UTF-8 (file systems limit names to 255 bytes, not characters)."""
+    name = re.sub(r"[^\w.=-]+", "_", text).strip("_")
+    return name.encode()[:120].decode(errors="ignore").strip("_") or "study"
 
 
 def _folder_name(name: str, given: Any) -> str:
@@ -202,6 +206,9 @@ def study_dir(sweep_dir: Path, study: SweepStudy) -> Path:
 def is_complete(run_dir: Path, cfg: StudyConfig) -> bool:
     """Whether a study's run directory is finished for this config, with every file intact.
 
+    The files the combined tables are built from are hashed against MANIFEST.json,
+    population.npz is checked by size (`memjax check` verifies every file).
+
     Raises:
       ResultsError: it is finished for this config but a file fails its MANIFEST.json entry
         (changed, truncated or missing since): never skipped as done, never combined.
@@ -215,7 +222,10 @@ def is_complete(run_dir: Path, cfg: StudyConfig) -> bool:
             return False
     except (R.ResultsError, ConfigError):
         return False
-    problems, _ = R.verify_manifest(run_dir)
+    # What `combine` reads is hashed; the weights (hundreds of MB a study, read by no combine)
+    # only have their size compared: `memjax check` hashes everything.
+    problems, _ = R.verify_manifest(run_dir, COMBINE_READS + (R.POPULATION,),
+                                    size_only=(R.POPULATION,))
     if problems:
         raise R.ResultsError(f"sweep study {run_dir}: damaged since it finished: "
                              + "; ".join(problems) + f" (see `memjax check {run_dir}`; delete "
@@ -267,8 +277,9 @@ def run_sweep(spec: dict, sweep_dir: str | Path, *, shard: tuple[int, int] = (0,
       The combined per-model table of every study complete on disk.
     Raises:
       ConfigError: a bad spec, or a directory that holds another sweep or is not a folder.
-      ResultsError: an unreadable sweep.json, or one of this worker's finished studies was
-        damaged since (`is_complete`).
+      ResultsError: an unreadable sweep.json.
+    Warns (and goes on with the next study) when one of this worker's finished studies was
+    damaged since (`is_complete`).
     """
     from memjax.study import check_workdir, run_study
 
@@ -288,7 +299,12 @@ def run_sweep(spec: dict, sweep_dir: str | Path, *, shard: tuple[int, int] = (0,
     mine = [s for k, s in enumerate(studies) if k % n == i]
     for k, study in enumerate(mine):
         run_dir = study_dir(sweep_dir, study)
-        if is_complete(run_dir, study.config):
+        try:
+            done = is_complete(run_dir, study.config)
+        except R.ResultsError as e:  # never redone over, never counted: the others go on
+            warnings.warn(f"{e}; skipped, and left out of the combined tables", stacklevel=2)
+            continue
+        if done:
             if progress:
                 print(f"[{k + 1}/{len(mine)}] {study.name}: complete, skipped", file=sys.stderr)
             continue

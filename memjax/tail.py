@@ -11,7 +11,8 @@ UF models with their baseline twins bin by bin; `tail_study` does it all for a f
 (read only: it rescores the saved population in log space and writes nothing).
 
 Measured on the full-MNIST regularisation sweep (docs/reproduction.md): batch norm's five-fold
-M score sits in probes where p_i < 1e-7; on the probability scale its UF effect equals plain's.
+M score sits in probes where p_i < 1e-4; on the probability scale its UF effect is plain's
+(+0.0029 both, no detectable difference).
 
 Shapes: M models, P probes, N twin pairs.
 """
@@ -22,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from memjax.stats import paired_compare, seed_clusters, twin_pairs, valid_mask
+from memjax.stats import (crossed_seeds, paired_compare, seed_clusters, twin_pairs,
+                          valid_mask)
 
-# Bin edges of p_i = f(x_i^R)_{y*}; 1e-7 is Keras' clipping floor (`score.clip`), below which
-# the reference's clipped KL sees no difference at all.
+# Bin edges of p_i = f(x_i^R)_{y*}; 1e-7 is Keras' clipping floor (`score.clip`): the
+# reference's clipped KL sees a probe only as far as its UF or control probability rises above it.
 EDGES = (0.0, 1e-7, 1e-4, 1e-2, 1.0)
 
 
@@ -50,10 +52,11 @@ def tail_terms(kl_q_uf: np.ndarray, kl_q_ctrl: np.ndarray, y_star: np.ndarray,
       y* in the bin), share (of the model's probes of label y*), M_score_part (the bin's sum of
       log f(x^U)_{y*} - log f(x^R)_{y*} over ALL the model's probes of label y*: the parts of a
       model add up to its M_score), mean_log_ratio (the bin's mean, NaN when empty) and
-      prob_part (the same sum on the probability scale).
+      prob_part (the same sum on the probability scale). A model with no probe of its label
+      or with non-finite values (a diverged model) gets NaN parts.
     Raises:
-      ValueError: inconsistent shapes, edges not increasing from 0 to 1, or a per-probe value
-        that is not a log-space KL (negative or NaN for a probe that is used).
+      ValueError: inconsistent shapes, edges not increasing from 0 to 1, or a negative
+        per-probe KL (clipped scores are not log-space KLs).
     """
     kl_uf = np.asarray(kl_q_uf, np.float64)
     kl_ctrl = np.asarray(kl_q_ctrl, np.float64)
@@ -71,14 +74,20 @@ def tail_terms(kl_q_uf: np.ndarray, kl_q_ctrl: np.ndarray, y_star: np.ndarray,
     for m in range(y_star.size):
         own = labels == y_star[m]
         lu, lr = -kl_uf[m, own], -kl_ctrl[m, own]
-        if np.any(~np.isfinite(lu) | ~np.isfinite(lr) | (lu > 1e-6) | (lr > 1e-6)):
-            raise ValueError(f"tail_terms: model row {m} has per-probe values that are not "
-                             "log-space KLs to a one-hot target (NaN, inf or negative); score "
-                             "with clip=False")
+        if np.any((lu > 1e-6) | (lr > 1e-6)):
+            raise ValueError(f"tail_terms: model row {m} has negative per-probe KLs: not "
+                             "log-space KLs to a one-hot target; score with clip=False")
+        n_own = int(own.sum())
+        if n_own == 0 or not (np.all(np.isfinite(lu)) and np.all(np.isfinite(lr))):
+            # No probe of its label (its M score is NaN too), or a diverged model: NaN parts,
+            # which the paired statistics drop.
+            rows += [{"row": m, "bin": name, "lo": e[b], "hi": e[b + 1], "n_probes": n_own,
+                      "share": np.nan, "M_score_part": np.nan, "mean_log_ratio": np.nan,
+                      "prob_part": np.nan} for b, name in enumerate(names)]
+            continue
         p_ctrl = np.exp(lr)
         # The last bin is closed: p = 1 (and float round-up above it) falls in it.
         which = np.clip(np.searchsorted(e, p_ctrl, side="right") - 1, 0, e.size - 2)
-        n_own = max(int(own.sum()), 1)
         ratio, prob = lu - lr, np.exp(lu) - p_ctrl
         for b, name in enumerate(names):
             k = which == b
@@ -101,7 +110,9 @@ def paired_by_bin(models: pd.DataFrame, terms: pd.DataFrame, *, n_boot: int = 20
       terms: `tail_terms` of those models.
     Returns:
       One row per (bin, value) with value in M_score_part, prob_part, share: bin, lo, hi,
-      value, mean_uf, mean_base and `paired_compare`'s keys. Empty when there are no twins.
+      value, mean_uf, mean_base, `paired_compare`'s keys and paired_method (which says when a
+      crossed init x order design makes the clustered intervals optimistic). Empty when there
+      are no twins.
     """
     models = models.reset_index(drop=True)
     keep = (valid_mask(models) if "valid" in models.columns
@@ -113,15 +124,21 @@ def paired_by_bin(models: pd.DataFrame, terms: pd.DataFrame, *, n_boot: int = 20
         return pd.DataFrame(out)
     uf_rows, base_rows = valid_rows[pairs[0]], valid_rows[pairs[1]]
     clusters = seed_clusters(models.iloc[uf_rows])
+    method = ("crossed seeds: clustered by (init, order) cell; shared init or order seeds are "
+              "not modelled, so intervals may be too narrow (summary.csv has the random-effects "
+              "interval of the M score)" if crossed_seeds(models.iloc[valid_rows]) is not None
+              else "pairs clustered by seeds")
     for (name, lo, hi), g in terms.groupby(["bin", "lo", "hi"], sort=False):
         g = g.set_index("row")
         for value in ("M_score_part", "prob_part", "share"):
             uf = g[value].reindex(uf_rows).to_numpy(np.float64)
             base = g[value].reindex(base_rows).to_numpy(np.float64)
             out.append({"bin": name, "lo": lo, "hi": hi, "value": value,
-                        "mean_uf": float(np.mean(uf)), "mean_base": float(np.mean(base)),
+                        "mean_uf": float(np.nanmean(uf)) if np.isfinite(uf).any() else np.nan,
+                        "mean_base": float(np.nanmean(base)) if np.isfinite(base).any()
+                        else np.nan,
                         **paired_compare(uf, base, clusters=clusters, n_boot=n_boot,
-                                         seed=seed)})
+                                         seed=seed), "paired_method": method})
     return pd.DataFrame(out)
 
 
@@ -131,20 +148,25 @@ def tail_study(workdir: str | Path, *, edges: tuple[float, ...] = EDGES, progres
 
     Reads the study's config, data and population.npz and rescores every model on the study's
     probes with clip=False (whatever `score.clip` says: the bins need true probabilities); it
-    writes nothing into the study.
+    writes nothing into the study. A study whose files fail MANIFEST.json, or whose population
+    does not match its config, is refused (`ResultsError`), as for `memjax score`.
 
     Returns:
       (terms, paired): `tail_terms` with the models table's model, condition, init_seed,
       order_seed and placement columns added, and `paired_by_bin`.
     """
     from memjax import results as R
-    from memjax.study import prepare, read_config, score_prepared
+    from memjax.study import (_require_intact, _require_population_size, prepare, read_config,
+                              score_prepared)
 
     workdir = Path(workdir)
     cfg = read_config(workdir)
+    if (workdir / R.MANIFEST).is_file():  # never analyse a run changed after it finished
+        _require_intact(workdir, (R.CONFIG, R.POPULATION, R.MODELS_CSV), "analyse")
     models = R.load(workdir).models
     prep = prepare(cfg)
     variables, _ = R.load_population(workdir / R.POPULATION)
+    _require_population_size(workdir, variables, len(prep.table))
     probes, out = score_prepared(prep, variables, progress=progress, clip=False)
     y_star = prep.table["canary_label"].to_numpy()
     terms = tail_terms(out.per_probe["kl_q_uf"], out.per_probe["kl_q_ctrl"], y_star,

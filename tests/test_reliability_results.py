@@ -97,6 +97,17 @@ def test_rescoring_refuses_a_changed_config_and_a_population_of_another_size(swe
         score_stage(run, progress=False)
 
 
+def test_training_a_scored_run_again_leaves_it_scoreable(sweep_copy):
+    from memjax.study import read_config, score_stage, train_stage
+
+    run = sweep_copy / "studies" / PLAIN
+    train_stage(read_config(run), run, progress=False)  # `memjax train` on a scored run
+    assert not (run / R.MANIFEST).exists()  # the old scores belonged to the old weights
+    assert not check_dir(run).problems  # "trained, not scored"
+    score_stage(run, progress=False)
+    assert check_dir(run).ok and check_dir(run).kind == "scored"
+
+
 def test_workdir_that_is_a_file_is_refused_before_any_work(tmp_path):
     (tmp_path / "afile").write_text("x")
     for args in (["run", "tiny", "--workdir", str(tmp_path / "afile")],
@@ -131,8 +142,13 @@ def test_a_damaged_study_is_never_combined_nor_skipped_as_done(sweep_copy):
     assert PLAIN not in set(combined["study"]) and len(combined)
     assert not (sweep_copy / sweep.COMBINED_CONTRASTS).exists()  # its reference is gone
     record = sweep.read_record(sweep_copy)
-    with pytest.raises(R.ResultsError, match=f"{PLAIN}: damaged since it finished"):
-        sweep.run_sweep(record["spec"], sweep_copy, progress=False)
+    damaged = (run / R.MODELS_CSV).read_bytes()
+    with pytest.warns(UserWarning) as caught:  # skipped by the worker, left out by combine
+        combined = sweep.run_sweep(record["spec"], sweep_copy, progress=False)
+    said = [str(w.message) for w in caught]
+    assert any(f"{PLAIN}: damaged since it finished" in m and "skipped" in m for m in said)
+    assert (run / R.MODELS_CSV).read_bytes() == damaged  # not redone over the evidence
+    assert PLAIN not in set(combined["study"]) and len(combined)  # the other studies went on
 
 
 def test_combine_only_checks_the_directory_and_the_spec(sweep_copy, tmp_path):

@@ -58,10 +58,15 @@ def test_bad_inputs_are_refused():
         tail.tail_terms(kl, kl, np.array([0, 1]), np.zeros(5, int), edges=(0.1, 1))
     with pytest.raises(ValueError, match="clip=False"):
         tail.tail_terms(-kl, kl, np.array([0, 1]), np.zeros(5, int))  # negative "KL"
-    bad = kl.copy()
-    bad[0, 2] = np.nan
-    with pytest.raises(ValueError, match="model row 0"):
-        tail.tail_terms(bad, kl, np.array([0, 1]), np.zeros(5, int))
+
+
+def test_diverged_models_and_models_without_probes_of_their_label_get_nan_parts():
+    kl = np.ones((3, 5))
+    kl[0, 2] = np.nan  # a diverged model's outputs
+    terms = tail.tail_terms(kl, kl, np.array([0, 7, 0]), np.zeros(5, int))  # no probe of label 7
+    by_row = terms.groupby("row")[["M_score_part", "prob_part", "share"]]
+    assert by_row.apply(lambda g: g.isna().all().all()).tolist() == [True, True, False]
+    assert terms[terms["row"] == 2]["share"].sum() == pytest.approx(1)
 
 
 def test_paired_by_bin_finds_an_effect_planted_in_the_tail_only():
@@ -85,6 +90,11 @@ def test_paired_by_bin_finds_an_effect_planted_in_the_tail_only():
     for name in ("[1e-07, 0.0001)", "[0.0001, 0.01)", "[0.01, 1]"):
         row = paired.loc[(name, "M_score_part")]
         assert row["pair_diff_lo"] < 0 < row["pair_diff_hi"] or abs(row["pair_diff"]) < 0.02
+    assert set(paired["paired_method"]) == {"pairs clustered by seeds"}
+    crossed = models.assign(init_seed=np.tile(np.arange(n) // 6, 2),
+                            order_seed=np.tile(np.arange(n) % 6, 2))
+    flagged = tail.paired_by_bin(crossed, terms, n_boot=50)
+    assert flagged["paired_method"].str.startswith("crossed seeds").all()
     # An invalid (diverged) model takes its pair out.
     models.loc[0, "valid"] = False
     again = tail.paired_by_bin(models, terms, n_boot=200).set_index(["bin", "value"])
@@ -117,6 +127,19 @@ def test_tail_study_rescores_a_finished_study_without_touching_it(tiny_sweep, tm
     assert set(terms["condition"]) == {"uf", "baseline"}
     after = {f.name: f.read_bytes() for f in study.iterdir() if f.is_file()}
     assert after == before  # read only
+
+
+def test_tail_study_refuses_a_study_changed_after_it_finished(tiny_sweep, tmp_path):
+    import shutil
+
+    from memjax.results import ResultsError
+
+    study = tmp_path / "study"
+    shutil.copytree(tiny_sweep / "studies" / "learning_rate=0.0003", study)
+    models = pd.read_csv(study / "models.csv")
+    models.assign(valid=False).to_csv(study / "models.csv", index=False)
+    with pytest.raises(ResultsError, match="will not analyse a damaged run: models.csv"):
+        tail.tail_study(study, progress=False)
 
 
 def test_tail_cli_names_a_directory_that_is_not_a_study(tmp_path):
