@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from memjax.stats import NAN, Seed, _finite, clopper_pearson, roc_auc, roc_curve, valid_mask
+from memjax.stats import NAN, Seed, _finite, clopper_pearson, only_valid, roc_auc, roc_curve
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -392,9 +392,7 @@ def audit_table(
     missing = [c for c in [condition_col, *scores] if c not in models_df.columns]
     if missing:
         raise ValueError(f"audit_table: columns {missing} not in the table; it has {list(models_df.columns)}")
-    df = models_df
-    if valid_col in df.columns:
-        df = df[valid_mask(df, valid_col)]
+    df = only_valid(models_df, valid_col)
     is_uf = (df[condition_col] == uf).to_numpy()
     is_base = (df[condition_col] == baseline).to_numpy()
     rows = []
@@ -442,7 +440,7 @@ def audit_run(workdir: str | Path, scores: Sequence[str] = AUDIT_SCORES, *,
       ConfigError: delta outside [0, 1) or alpha outside (0, 1).
     """
     from memjax.errors import ConfigError
-    from memjax.results import MANIFEST, ResultsError, read_table, verify_manifest
+    from memjax.results import ResultsError, read_table, require_intact
 
     workdir = Path(workdir)
     for name, value, ok in (("delta", delta, delta is None or 0 <= delta < 1),
@@ -452,10 +450,7 @@ def audit_run(workdir: str | Path, scores: Sequence[str] = AUDIT_SCORES, *,
     path = workdir / "models.csv"
     if not path.is_file():
         raise ResultsError(f"{path}: missing; audit a scored run directory")
-    if (workdir / MANIFEST).is_file():
-        problems, _ = verify_manifest(workdir, ("models.csv",))
-        if problems:
-            raise ResultsError(f"{workdir}: will not audit a damaged run: {'; '.join(problems)}")
+    require_intact(workdir, ("models.csv",), "audit")
     table = read_table(path)
     missing = [c for c in ("condition", *scores) if c not in table.columns]
     if missing:

@@ -252,8 +252,9 @@ def _check_manifest(run: Path, report: CheckReport) -> None:
     problems, verified = R.verify_manifest(run)
     report.problems += problems
     report.files_verified += verified
-    listed = R.listed_files(run)
-    if listed is None:
+    try:
+        listed = set(R.manifest_files(run))
+    except R.ResultsError:  # already one of the problems
         return
     extra = sorted(p.relative_to(run).as_posix() for p in run.rglob("*")
                    if p.is_file() and p.name != R.MANIFEST and not p.name.startswith(".")

@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure  # the object API: no pyplot state, no backend needed
 
 from memjax.results import RunResults
-from memjax.stats import roc_curve, twin_pairs, valid_mask
+from memjax.stats import only_valid, roc_curve, twin_pairs
 
 DIST_SCORES = ("M2", "M_score", "PD_M", "M6")
 ROC_SCORES = ("M2", "M_score", "PD_M", "M12")
@@ -19,8 +19,7 @@ COLORS = {"uf": "tab:red", "baseline": "tab:blue"}
 
 
 def _valid(results: RunResults):
-    df = results.models
-    return df[valid_mask(df)] if "valid" in df else df
+    return only_valid(results.models)
 
 
 def plot_distributions(results: RunResults, path: Path | None = None, scores=DIST_SCORES) -> Figure:

@@ -202,16 +202,10 @@ def verify_manifest(run_dir: str | os.PathLike, names: Iterable[str] | None = No
       whose size and SHA-256 match. A run without MANIFEST.json gives one problem saying so.
     """
     run_dir = Path(run_dir)
-    path = run_dir / MANIFEST
-    if not path.is_file():
-        return [f"{MANIFEST} missing: the run did not finish"], 0
     try:
-        files = json.loads(path.read_bytes().decode("utf-8"))["files"]
-        if not isinstance(files, dict):
-            raise TypeError("'files' is not an object")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
-            RecursionError) as e:
-        return [f"{MANIFEST}: unreadable ({type(e).__name__}: {e})"], 0
+        files = manifest_files(run_dir)
+    except ResultsError as e:
+        return [str(e)], 0
     problems: list[str] = []
     verified = 0
     real_run = run_dir.resolve()
@@ -250,14 +244,42 @@ def verify_manifest(run_dir: str | os.PathLike, names: Iterable[str] | None = No
     return problems, verified
 
 
-def listed_files(run_dir: str | os.PathLike) -> set[str] | None:
-    """The files MANIFEST.json lists; None when it is missing or unreadable."""
+def manifest_files(run_dir: str | os.PathLike) -> dict:
+    """MANIFEST.json's "files" entries, {relative path: {"sha256": ..., "bytes": ...}}.
+
+    Raises:
+      ResultsError: the manifest is missing, or unreadable as such (data only).
+    """
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise ResultsError(f"{MANIFEST} missing: the run did not finish")
     try:
-        files = json.loads((Path(run_dir) / MANIFEST).read_bytes().decode("utf-8"))["files"]
+        files = json.loads(path.read_bytes().decode("utf-8"))["files"]
+        if not isinstance(files, dict):
+            raise TypeError("'files' is not an object")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
-            RecursionError):
-        return None
-    return set(files) if isinstance(files, dict) else None
+            RecursionError) as e:
+        raise ResultsError(f"{MANIFEST}: unreadable ({type(e).__name__}: {e})") from e
+    return files
+
+
+def require_intact(run_dir: str | os.PathLike, names: Iterable[str], action: str) -> None:
+    """ResultsError unless the files `names` still match the run's MANIFEST.json, so that a
+    run changed after it finished is never rescored, resummarised, analysed or audited (a
+    rescore would write a new manifest over the damage). A run without MANIFEST.json (not
+    finished, or unlocked on purpose by deleting it) has nothing to be held to and passes.
+
+    Args:
+      action: what the caller would do, for the message ("rescore", "audit", ...).
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / MANIFEST).is_file():
+        return
+    problems, _ = verify_manifest(run_dir, names)
+    if problems:
+        raise ResultsError(f"{run_dir}: will not {action} a damaged run: " + "; ".join(problems)
+                           + f" (see `memjax check {run_dir}`; rerun the study into a new "
+                           "--workdir, or delete MANIFEST.json to accept the change knowingly)")
 
 
 @dataclass

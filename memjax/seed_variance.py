@@ -301,10 +301,10 @@ def crossed_decomposition(models: "pd.DataFrame", scores: tuple[str, ...] = ("M_
     """
     import pandas as pd
 
-    from memjax.stats import crossed_seeds, valid_mask
+    from memjax.stats import crossed_seeds, only_valid
 
     rows = []
-    models = models[valid_mask(models)] if "valid" in models else models
+    models = only_valid(models)
     studies = models.groupby("study", sort=False) if "study" in models else [("", models)]
     for study, g in studies:
         if "placement" in g and g["placement"].nunique() > 1:

@@ -95,6 +95,11 @@ def valid_mask(table: "pd.DataFrame", col: str = "valid") -> np.ndarray:
     return out
 
 
+def only_valid(table: "pd.DataFrame", col: str = "valid") -> "pd.DataFrame":
+    """The rows of `table` whose `col` is True (`valid_mask`); all of it without that column."""
+    return table[valid_mask(table, col)] if col in table.columns else table
+
+
 def _finite(x: Any) -> tuple[np.ndarray, int]:
     """x as a flat float64 array without non-finite entries, and how many were dropped."""
     x = np.asarray(x, np.float64).reshape(-1)
@@ -617,9 +622,7 @@ def paired_by_epoch(models: "pd.DataFrame", epochs: "pd.DataFrame", score: str, 
     import pandas as pd
 
     _check_boot("paired_by_epoch", n_boot)
-    if valid_col in models.columns:
-        models = models[valid_mask(models, valid_col)]
-    models = models.reset_index(drop=True)
+    models = only_valid(models, valid_col).reset_index(drop=True)
     pairs = twin_pairs(models)
     if pairs is None or score not in epochs.columns:
         return pd.DataFrame(columns=["epoch", "n_pairs", "n_clusters", "pair_diff",
@@ -732,8 +735,7 @@ def contrast_studies(models: "pd.DataFrame", scores: list[str], *, reference: st
     reference = studies[0] if reference is None and studies else reference
     if reference not in studies:
         raise ValueError(f"contrast_studies: reference study {reference!r} not in {studies}")
-    if valid_col in models.columns:
-        models = models[valid_mask(models, valid_col)]
+    models = only_valid(models, valid_col)
     if condition_col != "condition":
         models = models.rename(columns={condition_col: "condition"})  # as twin_pairs reads it
     groups = {name: models[models[study_col] == name] for name in studies}
@@ -947,8 +949,7 @@ def summarise(
     missing = [c for c in [condition_col, *scores] if c not in table.columns]
     if missing:
         raise ValueError(f"summarise: columns {missing} not in the table; it has {list(table.columns)}")
-    if valid_col in table.columns:
-        table = table[valid_mask(table, valid_col)]
+    table = only_valid(table, valid_col)
     is_uf = (table[condition_col] == uf).to_numpy()
     is_base = (table[condition_col] == baseline).to_numpy()
     pairs = twin_pairs(table, condition_col=condition_col, uf=uf, baseline=baseline)

@@ -301,6 +301,30 @@ def score_prepared(prep: Prepared, variables: dict, *, progress: bool = True,
     return probes, out
 
 
+def load_trained(workdir: str | Path, action: str, *, also: tuple[str, ...] = (),
+                 prep: Prepared | None = None) -> tuple[StudyConfig, Prepared, dict, dict]:
+    """A run directory's trained population, checked before use.
+
+    config.json, population.npz and `also` must match MANIFEST.json when the run has one
+    (`results.require_intact`), and the population's size the config's.
+
+    Args:
+      action: what the caller will do with it, for the messages ("rescore", "analyse").
+      prep: the config's `prepare`, when the caller has it already.
+    Returns:
+      (cfg, prep, variables [M, ...], the saved training summary).
+    Raises:
+      ResultsError: a missing, unreadable or damaged file, or weights of another population.
+    """
+    workdir = Path(workdir)
+    cfg = read_config(workdir)
+    R.require_intact(workdir, (R.CONFIG, R.POPULATION, *also), action)
+    prep = prep or prepare(cfg)
+    variables, summary = R.load_population(workdir / R.POPULATION)
+    _require_population_size(workdir, variables, len(prep.table))
+    return cfg, prep, variables, summary
+
+
 def score_stage(workdir: str | Path, *, progress: bool = True, prep: Prepared | None = None,
                 trained: TrainResult | None = None) -> R.RunResults | None:
     """Scores the trained population in `workdir` and writes the tables, figures and report.
@@ -313,12 +337,7 @@ def score_stage(workdir: str | Path, *, progress: bool = True, prep: Prepared | 
         cfg = prep.cfg
         variables, summary = trained.variables, population_summary(trained)
     else:
-        cfg = read_config(workdir)
-        if (workdir / R.MANIFEST).is_file():  # rescoring a scored run: its inputs must be intact
-            _require_intact(workdir, (R.CONFIG, R.POPULATION), "rescore")
-        prep = prep or prepare(cfg)
-        variables, summary = R.load_population(workdir / R.POPULATION)
-        _require_population_size(workdir, variables, len(prep.table))
+        cfg, prep, variables, summary = load_trained(workdir, "rescore", prep=prep)
     probes, out = score_prepared(prep, variables, progress=progress)
     if not is_writer():
         return None
@@ -382,26 +401,13 @@ def resummarise(workdir: str | Path) -> R.RunResults:
     if not (workdir / R.MODELS_CSV).is_file():
         raise R.ResultsError(f"{workdir / R.MODELS_CSV}: missing; score the run first "
                              f"(memjax score {workdir})")
-    if (workdir / R.MANIFEST).is_file():
-        _require_intact(workdir, (R.CONFIG, R.MODELS_CSV), "recompute the statistics of")
+    R.require_intact(workdir, (R.CONFIG, R.MODELS_CSV), "recompute the statistics of")
     models = R.read_table(workdir / R.MODELS_CSV)
     _require_models_table(workdir, models, R.read_record(workdir).get("n_models"))
     old = (workdir / R.REPORT).read_text() if (workdir / R.REPORT).is_file() else ""
     timings = {k: float(v) for k, v in re.findall(r"(train_seconds|score_seconds) ([0-9.]+|nan) s", old)}
     (workdir / R.MANIFEST).unlink(missing_ok=True)
     return _write_summary(workdir, cfg, models, timings)
-
-
-def _require_intact(workdir: Path, names: tuple[str, ...], action: str) -> None:
-    """ResultsError unless `names` match the run's MANIFEST.json: a run whose files were
-    changed after it finished is never rescored or resummarised (that would write a new
-    manifest over the damage)."""
-    problems, _ = R.verify_manifest(workdir, names)
-    if problems:
-        raise R.ResultsError(f"{workdir}: will not {action} a damaged run: "
-                             + "; ".join(problems) + f" (see `memjax check {workdir}`; rerun "
-                             "the study into a new --workdir, or delete MANIFEST.json to accept "
-                             "the change knowingly)")
 
 
 def _require_population_size(workdir: Path, variables: dict, n_models: int) -> None:

@@ -353,8 +353,8 @@ def _combine(sweep_dir: Path, studies: list[SweepStudy]) -> pd.DataFrame:
             warnings.warn(f"{e}; left out of the combined tables", stacklevel=3)
             continue
         res = R.load(run_dir)
+        added = ["study", *(key for key, _ in study.values)]
         for df, out in ((res.models, models), (res.summary, summaries)):
-            added = ["study", *(key for key, _ in study.values)]
             clash = [c for c in added if c in df.columns]
             if clash:
                 raise R.ResultsError(f"{run_dir}: its tables already have the column(s) {clash} "

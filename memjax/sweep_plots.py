@@ -12,13 +12,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from memjax.plotting import COLORS, _save
-from memjax.stats import valid_mask, variance_components
+from memjax.stats import only_valid, valid_mask, variance_components
 
 
 def plot_scores_by_study(models: pd.DataFrame, score: str = "M_score",
                          path: Path | None = None) -> Figure:
     """One score's UF and baseline distributions for every study of a sweep."""
-    df = models[valid_mask(models)] if "valid" in models else models
+    df = only_valid(models)
     studies = list(dict.fromkeys(df["study"]))
     fig = Figure(figsize=(max(4.0, 1.3 * len(studies)), 3.6))
     ax = fig.subplots()
@@ -151,9 +151,7 @@ def plot_tail(by_study: dict[str, pd.DataFrame], path: Path | None = None) -> Fi
         ax.set_ylabel(ylabel, fontsize=9)
     axes[0].legend(fontsize=8)
     axes[1].set_xlabel("bin of f(x^R)_{y*}, the control output's probability of the canary class")
-    fig.tight_layout()
-    _save(fig, path)
-    return fig
+    return _save(fig, path)
 
 
 def plot_trajectory_pairs(by_study: dict[str, pd.DataFrame], score: str = "traj_M_score",

@@ -156,17 +156,10 @@ def tail_study(workdir: str | Path, *, edges: tuple[float, ...] = EDGES, progres
       order_seed and placement columns added, and `paired_by_bin`.
     """
     from memjax import results as R
-    from memjax.study import (_require_intact, _require_population_size, prepare, read_config,
-                              score_prepared)
+    from memjax.study import load_trained, score_prepared
 
-    workdir = Path(workdir)
-    cfg = read_config(workdir)
-    if (workdir / R.MANIFEST).is_file():  # never analyse a run changed after it finished
-        _require_intact(workdir, (R.CONFIG, R.POPULATION, R.MODELS_CSV), "analyse")
+    _, prep, variables, _ = load_trained(workdir, "analyse", also=(R.MODELS_CSV,))
     models = R.load(workdir).models
-    prep = prepare(cfg)
-    variables, _ = R.load_population(workdir / R.POPULATION)
-    _require_population_size(workdir, variables, len(prep.table))
     probes, out = score_prepared(prep, variables, progress=progress, clip=False)
     y_star = prep.table["canary_label"].to_numpy()
     terms = tail_terms(out.per_probe["kl_q_uf"], out.per_probe["kl_q_ctrl"], y_star,
