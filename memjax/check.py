@@ -38,6 +38,14 @@ _SCORE_OUTPUTS = (R.MODELS_CSV, R.SUMMARY, R.ARRAYS, R.REPORT, R.MANIFEST)
 CHUNKS = getattr(R, "CHUNKS", "chunks")  # finished training chunks of an interrupted run
 SWEEP_SPEC = "sweep.json"  # memjax.sweep.SPEC (not imported: checking needs no sweep code)
 SWEEP_STUDIES = "studies"  # memjax.sweep.STUDIES
+# memjax.sweep's combined tables: the models and summary tables hold exactly the complete
+# studies; the contrasts table a subset of them.
+COMBINED_TABLES = ("combined_models.csv", "combined_summary.csv")
+COMBINED_CONTRASTS = "combined_contrasts.csv"
+# A table header wider than this is not a memjax table (pandas' handling of duplicate column
+# names is quadratic: a hostile 8 MB header would take hours).
+MAX_COLUMNS = 10_000
+MAX_HEADER_BYTES = 1 << 20
 
 
 @dataclass
@@ -119,11 +127,49 @@ def check_dir(path: str | os.PathLike) -> CheckReport:
         name = sub.relative_to(path).as_posix()
         report.problems += [f"{name}: {p}" for p in r.problems]
         report.files_verified += r.files_verified
+    names = None
     if spec.is_file():
-        _check_sweep_spec(path, {s.relative_to(path).as_posix() for s in subs}, report)
-    for table in sorted(path.glob("*.csv")):
-        _read_csv(table, report)
+        names = _check_sweep_spec(path, {s.relative_to(path).as_posix() for s in subs}, report)
+    tables = {table.name: _read_csv(table, report) for table in sorted(path.glob("*.csv"))}
+    if names is not None:
+        complete = {r.path.relative_to(path / SWEEP_STUDIES).as_posix() for r in report.runs
+                    if r.ok and r.kind == "scored" and r.path.parent == path / SWEEP_STUDIES}
+        _check_combined(path, tables, complete & set(names), report)
     return report
+
+
+def _check_combined(sweep: Path, tables: dict, complete: set[str], report: CheckReport) -> None:
+    """The combined tables hold what `memjax sweep` would combine now: every complete, intact
+    study and nothing else (a kill between the tables' writes, or a study damaged or removed
+    since, leaves them disagreeing)."""
+    fix = f"rerun the sweep, or `memjax sweep SPEC --out {sweep} --combine-only`"
+    if complete and not (sweep / COMBINED_TABLES[0]).is_file():
+        report.problems.append(f"{COMBINED_TABLES[0]} missing though {len(complete)} studies "
+                               f"are complete; {fix}")
+    held: dict[str, set[str]] = {}
+    for name in (*COMBINED_TABLES, COMBINED_CONTRASTS):
+        table = tables.get(name)
+        if table is None:
+            continue
+        if "study" not in table.columns:
+            report.problems.append(f"{name}: no 'study' column; not a combined table")
+            continue
+        held[name] = {str(v) for v in table["study"].dropna().unique()}
+    for name in COMBINED_TABLES:
+        if name not in held:
+            continue
+        extra, left_out = sorted(held[name] - complete), sorted(complete - held[name])
+        if extra:
+            report.problems.append(f"{name}: holds studies that are not complete and intact "
+                                   f"on disk: {', '.join(extra)}; {fix}")
+        if left_out:
+            report.problems.append(f"{name}: leaves out complete studies "
+                                   f"{', '.join(left_out)}; {fix}")
+    if COMBINED_CONTRASTS in held:
+        extra = sorted(held[COMBINED_CONTRASTS] - complete)
+        if extra:
+            report.problems.append(f"{COMBINED_CONTRASTS}: contrasts studies that are not "
+                                   f"complete and intact on disk: {', '.join(extra)}; {fix}")
 
 
 def _looks_like_run(p: Path) -> bool:
@@ -147,19 +193,35 @@ def _find_runs(root: Path, depth: int = 3) -> list[Path]:
     return found
 
 
-def _check_sweep_spec(sweep: Path, present: set[str], report: CheckReport) -> None:
+def _check_sweep_spec(sweep: Path, present: set[str], report: CheckReport) -> list[str] | None:
+    """Names the studies of sweep.json that have no run directory; returns the study names
+    (None when sweep.json is unreadable)."""
     try:
         record = json.loads((sweep / SWEEP_SPEC).read_bytes().decode("utf-8"))
         names = [s["name"] for s in record["studies"]]
         if not all(isinstance(n, str) for n in names):
             raise TypeError("a study name is not a string")
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, RecursionError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
+            RecursionError) as e:
         report.problems.append(f"{SWEEP_SPEC}: unreadable ({type(e).__name__}: {e})")
-        return
-    missing = [n for n in names if f"{SWEEP_STUDIES}/{n}" not in present and n not in present]
+        return None
+    missing = []
+    for n in names:
+        if f"{SWEEP_STUDIES}/{n}" in present or n in present:
+            continue
+        folder = sweep / SWEEP_STUDIES / n
+        if folder.is_symlink():
+            report.problems.append(f"{SWEEP_STUDIES}/{n}: a symbolic link, not the study's "
+                                   "folder; memjax never follows it (remove it and rerun)")
+        elif folder.exists() and not folder.is_dir():
+            report.problems.append(f"{SWEEP_STUDIES}/{n}: not a directory (remove it and "
+                                   "rerun the sweep)")
+        else:
+            missing.append(n)
     if missing:
         report.problems.append(f"{len(missing)} of {len(names)} studies of {SWEEP_SPEC} not "
                                f"started: {', '.join(missing)}; rerun the sweep")
+    return names
 
 
 def _tmp_notes(folder: Path) -> list[str]:
@@ -231,6 +293,9 @@ def _check_config(run: Path, report: CheckReport) -> int | None:
     path = run / R.CONFIG
     try:
         record = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        report.problems.append(f"{R.CONFIG}: unreadable ({type(e).__name__}: {e})")
+        return None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         report.problems.append(f"{R.CONFIG}: not valid JSON ({type(e).__name__}: {e})")
         return None
@@ -291,7 +356,14 @@ def _check_population(run: Path, n_models: int | None, report: CheckReport) -> N
 
 def _read_csv(path: Path, report: CheckReport) -> pd.DataFrame | None:
     try:
+        with open(path, "rb") as f:
+            header = f.readline(MAX_HEADER_BYTES + 1)
+        if len(header) > MAX_HEADER_BYTES or header.count(b",") >= MAX_COLUMNS:
+            report.problems.append(f"{path.name}: a header of over {MAX_COLUMNS:,} columns or "
+                                   f"{MAX_HEADER_BYTES:,} bytes; not a memjax table")
+            return None
         return pd.read_csv(path)
-    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError,
+            UnicodeDecodeError) as e:
         report.problems.append(f"{path.name}: unreadable table ({type(e).__name__}: {e})")
         return None

@@ -110,6 +110,7 @@ def _resolve(args) -> StudyConfig:
 
 
 def _print_summary(results) -> None:
+    from memjax.report import scores_without_values
     from memjax.stats import valid_mask
 
     s = results.summary
@@ -121,6 +122,10 @@ def _print_summary(results) -> None:
     elif len(bad):
         print(f"{len(bad)} of {len(df)} models diverged or have non-finite scores, left out of "
               f"the statistics: models {bad['model'].tolist()}")
+    empty = scores_without_values(df, list(s["score"])) if "score" in s else []
+    if empty:
+        print(f"no valid model has a finite value of {', '.join(empty)} (outputs saturated at "
+              "probability 0 or 1?): their statistics are NaN")
     print(f"{'score':>8} {'mean UF':>10} {'mean base':>10} {'diff [95% CI]':>30} {'AUC':>6} {'p':>9}")
     for _, r in s.iterrows():
         print(f"{r['score']:>8} {r['mean_uf']:>10.4f} {r['mean_base']:>10.4f} "
@@ -175,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if report.ok else 1
         if args.command == "audit":
             from memjax.audit import audit_run
+            from memjax.results import check_output_file
 
+            if args.out:
+                check_output_file(args.out, outside=args.workdir)
             table = audit_run(args.workdir, delta=args.delta, alpha=args.alpha)
             print(table.to_string(index=False))
             if args.out:
@@ -184,8 +192,11 @@ def main(argv: list[str] | None = None) -> int:
                 write_table(args.out, table)
             return 0
         if args.command == "tail":
+            from memjax.results import check_output_file
             from memjax.tail import tail_study
 
+            if args.out:
+                check_output_file(args.out, outside=args.workdir)
             terms, paired = tail_study(args.workdir, progress=not args.no_progress)
             cols = ["bin", "value", "mean_uf", "mean_base", "pair_diff", "pair_diff_lo",
                     "pair_diff_hi", "pair_frac_pos", "wilcoxon_p"]

@@ -29,6 +29,17 @@ def summary_markdown(summary: pd.DataFrame, columns=REPORT_COLUMNS) -> str:
     return "\n".join(lines)
 
 
+def scores_without_values(models: pd.DataFrame, scores) -> list[str]:
+    """The scores of `scores` (columns of `models`) that no valid model has a finite value of:
+    a population that trained without diverging but whose outputs saturate (probabilities of
+    exactly 0 or 1 make log-ratio scores infinite or undefined) gets no statistic for them."""
+    keep = valid_mask(models)
+    if not keep.any():
+        return []
+    return [s for s in scores if s in models.columns and not np.isfinite(
+        pd.to_numeric(models.loc[keep, s], errors="coerce").to_numpy(np.float64)).any()]
+
+
 def render(results: RunResults, timings: dict | None = None) -> str:
     """Markdown text of the report."""
     cfg = results.config["config"]
@@ -78,4 +89,8 @@ def render(results: RunResults, timings: dict | None = None) -> str:
     ]
     if n_valid == 0:
         lines.insert(2, "**Every model of this study diverged: no score is valid.**\n")
+    empty = scores_without_values(df, list(results.summary.get("score", [])))
+    if empty:
+        lines.insert(2, f"**No valid model has a finite value of {', '.join(empty)}** (outputs "
+                        "saturated at probability 0 or 1?): those rows of the table are NaN.\n")
     return "\n".join(lines)

@@ -96,6 +96,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def check_output_file(path: str | os.PathLike, *, outside: str | os.PathLike | None = None,
+                      option: str = "--out") -> Path:
+    """`path` as a Path, or ResultsError before any work when a file cannot be written there:
+    it is a directory, a file stands where one of its folders should be, or it lies inside
+    `outside` (a run directory that an analysis reads and must leave as it is)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ResultsError(f"{option} {path}: is a directory; name a file to write")
+    for folder in path.parents:
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                raise ResultsError(f"{option} {path}: {folder} exists and is not a directory")
+            break
+    if outside is not None:
+        run = Path(outside).resolve()
+        if run == path.resolve() or run in path.resolve().parents:
+            raise ResultsError(f"{option} {path}: inside the run directory {outside}, which is "
+                               "only read; name a file outside it")
+    return path
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Atomically writes `data` to `path`."""
     with atomic_path(path) as tmp:
@@ -124,12 +145,20 @@ def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads a `.npz` without pickle; a corrupt file raises ResultsError naming it."""
+    """Reads a `.npz` without pickle; a corrupt file raises ResultsError naming it (a file that
+    is not a zip archive, e.g. a table or a pickle under an .npz name, never reaches np.load)."""
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head not in (b"PK\x03\x04", b"PK\x05\x06"):  # a zip's first entry, or an empty zip
+            raise ResultsError(f"{path}: unreadable or corrupt (not an .npz archive: it begins "
+                               f"with {head!r})")
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise ResultsError(f"{path}: missing") from None
+    except ResultsError:
+        raise
     except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError, OSError ...
         raise ResultsError(f"{path}: unreadable or corrupt ({type(e).__name__}: {e})") from e
 
@@ -225,7 +254,8 @@ def verify_manifest(run_dir: str | os.PathLike, names: Iterable[str] | None = No
             problems.append(f"{MANIFEST}: entry {rel!r} has no sha256")
             continue
         if not target.is_file():
-            problems.append(f"{rel}: listed in {MANIFEST} but missing")
+            problems.append(f"{rel}: listed in {MANIFEST} but " + (
+                "a directory stands there" if target.is_dir() else "missing"))
             continue
         try:
             size = target.stat().st_size
@@ -263,18 +293,29 @@ def manifest_files(run_dir: str | os.PathLike) -> dict:
     return files
 
 
-def require_intact(run_dir: str | os.PathLike, names: Iterable[str], action: str) -> None:
+def require_intact(run_dir: str | os.PathLike, names: Iterable[str] | None, action: str, *,
+                   rewrites: Iterable[str] = ()) -> None:
     """ResultsError unless the files `names` still match the run's MANIFEST.json, so that a
     run changed after it finished is never rescored, resummarised, analysed or audited (a
     rescore would write a new manifest over the damage). A run without MANIFEST.json (not
     finished, or unlocked on purpose by deleting it) has nothing to be held to and passes.
 
     Args:
+      names: the files to hold to; None: every file the manifest lists except `rewrites`.
       action: what the caller would do, for the message ("rescore", "audit", ...).
+      rewrites: with names None, the files the caller writes anew (a name ending in "/" is a
+        folder), whose old contents do not matter.
     """
     run_dir = Path(run_dir)
     if not (run_dir / MANIFEST).is_file():
         return
+    if names is None:
+        folders = tuple(r for r in rewrites if r.endswith("/"))
+        try:
+            names = [n for n in manifest_files(run_dir)
+                     if n not in rewrites and not n.startswith(folders)]
+        except ResultsError:
+            pass  # verify_manifest(None) names the unreadable manifest
     problems, _ = verify_manifest(run_dir, names)
     if problems:
         raise ResultsError(f"{run_dir}: will not {action} a damaged run: " + "; ".join(problems)

@@ -179,16 +179,36 @@ def _sharding(cfg: StudyConfig):
     return ModelsSharding.over() if cfg.population.shard else None
 
 
-def check_workdir(workdir: str | Path) -> Path:
+def check_workdir(workdir: str | Path, kind: str = "run") -> Path:
     """`workdir` as a Path; ConfigError when it, or the nearest existing folder above it, is
-    not a directory (so nothing is computed only to fail at the first write)."""
+    not a directory (so nothing is computed only to fail at the first write), or when it holds
+    the other kind of result: a run (`kind` "run") never goes into a sweep directory, nor a
+    sweep ("sweep") into a run directory, where `memjax check` would see only one of them."""
+    from memjax.sweep import SPEC
+
     workdir = Path(workdir)
     for folder in (workdir, *workdir.parents):
         if folder.exists() or folder.is_symlink():
             if not folder.is_dir():
                 raise ConfigError(f"workdir {workdir}: {folder} exists and is not a directory")
             break
+    other = (SPEC,) if kind == "run" else (R.CONFIG, R.MANIFEST)
+    for name in other:
+        if (workdir / name).exists():
+            held = "a sweep" if name == SPEC else "a run"
+            raise ConfigError(f"workdir {workdir}: holds {held} ({name}); a {kind} needs a "
+                              "directory of its own")
+    if kind == "run":
+        for name in RUN_FILES:
+            if (workdir / name).is_dir():
+                raise ConfigError(f"workdir {workdir}: {workdir / name} is a directory where "
+                                  "memjax writes a file; move it away")
     return workdir
+
+
+# The files of a run directory (`clear_outputs` removes them before they are written anew).
+RUN_FILES = (R.CONFIG, R.MANIFEST, R.REPORT, R.SUMMARY, R.MODELS_CSV, R.MODELS_PARQUET,
+             R.ARRAYS, R.POPULATION, R.EPOCHS)
 
 
 def clear_outputs(workdir: Path, keep_training: bool = False) -> None:
@@ -332,7 +352,7 @@ def score_stage(workdir: str | Path, *, progress: bool = True, prep: Prepared | 
     `trained` (with `prep`) skips reading population.npz (multi-process runs score what they
     trained). Returns the loaded results on the writing process, None on the others.
     """
-    workdir = Path(workdir)
+    workdir = check_workdir(workdir)
     if trained is not None and prep is not None:
         cfg = prep.cfg
         variables, summary = trained.variables, population_summary(trained)
@@ -396,12 +416,15 @@ def resummarise(workdir: str | Path) -> R.RunResults:
     """
     import re
 
-    workdir = Path(workdir)
+    workdir = check_workdir(workdir)
     cfg = read_config(workdir)
     if not (workdir / R.MODELS_CSV).is_file():
         raise R.ResultsError(f"{workdir / R.MODELS_CSV}: missing; score the run first "
                              f"(memjax score {workdir})")
-    R.require_intact(workdir, (R.CONFIG, R.MODELS_CSV), "recompute the statistics of")
+    # Every file it keeps must be the one the manifest recorded: the new manifest vouches for
+    # them all (population.npz, arrays.npz and epochs.csv included).
+    R.require_intact(workdir, None, "recompute the statistics of",
+                     rewrites=(R.SUMMARY, R.REPORT, R.FIGURES + "/"))
     models = R.read_table(workdir / R.MODELS_CSV)
     _require_models_table(workdir, models, R.read_record(workdir).get("n_models"))
     old = (workdir / R.REPORT).read_text() if (workdir / R.REPORT).is_file() else ""

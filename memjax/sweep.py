@@ -283,7 +283,7 @@ def run_sweep(spec: dict, sweep_dir: str | Path, *, shard: tuple[int, int] = (0,
     """
     from memjax.study import check_workdir, run_study
 
-    sweep_dir = check_workdir(sweep_dir)
+    sweep_dir = check_workdir(sweep_dir, "sweep")
     studies = expand(spec)
     for study in studies:  # every folder name is checked before anything is written
         study_dir(sweep_dir, study)

@@ -3,8 +3,10 @@ leaves a partial file under a final name; on rerun nothing corrupt or temporary 
 the results are complete and identical to those of an uninterrupted run. `memjax check`
 verifies a run or sweep directory and says what is missing or corrupt.
 
-The end-to-end SIGKILL tests run the real CLI in subprocesses (several compiles each) and are
-marked slow: ``pytest -m slow tests/test_reliability_faults.py``.
+The end-to-end SIGKILL tests run the real CLI in subprocesses (several compiles each). The
+staged one (a kill while training, while scoring and while writing results, then a rerun) is in
+the default run (~50 s); the eight kills at random times are marked slow:
+``pytest -m slow tests/test_reliability_faults.py``.
 """
 import json
 import os
@@ -364,7 +366,6 @@ STAGES = [
 ]
 
 
-@pytest.mark.slow
 def test_sigkill_at_every_stage_then_rerun_gives_identical_results(reference_run, tmp_path):
     """One workdir killed at each stage in turn (each start resumes from what the previous
     one left), then run to completion: results identical to the uninterrupted run."""

@@ -291,3 +291,174 @@ def test_no_warning_for_an_intact_sweep(sweep_copy):
         warnings.simplefilter("error")
         assert set(sweep.combine(sweep_copy)["study"]) == {PLAIN, "learning_rate=0.001",
                                                           "dropout", "crossed"}
+
+
+# ---- seventh session: a second adversarial probe --------------------------------------------
+
+OTHER = "learning_rate=0.001"  # same model and population size as PLAIN, other weights
+
+
+@pytest.mark.parametrize("how", ["weights of another study", "arrays of another study",
+                                 "epochs edited", "weights deleted"])
+def test_stats_only_holds_every_kept_file_to_the_manifest(sweep_copy, how):
+    """`score --stats-only` writes a new MANIFEST.json that vouches for every file of the run:
+    any file it keeps must still be the one the old manifest recorded (before, only config.json
+    and models.csv were checked, so swapped weights were blessed and `check` said ok)."""
+    from memjax.study import resummarise
+
+    run, other = sweep_copy / "studies" / PLAIN, sweep_copy / "studies" / OTHER
+    name = {"weights of another study": R.POPULATION, "arrays of another study": R.ARRAYS,
+            "epochs edited": R.EPOCHS, "weights deleted": R.POPULATION}[how]
+    if how.endswith("another study"):
+        shutil.copyfile(other / name, run / name)
+    elif how == "epochs edited":
+        text = (run / R.EPOCHS).read_text()
+        (run / R.EPOCHS).write_text(text.replace("0.", "9.", 1))
+    else:
+        (run / name).unlink()
+    manifest = (run / R.MANIFEST).read_bytes()
+    with pytest.raises(R.ResultsError, match=f"damaged run: {name}"):
+        resummarise(run)
+    assert (run / R.MANIFEST).read_bytes() == manifest and not check_dir(run).ok
+
+
+def test_stats_only_rewrites_what_it_writes_anew(sweep_copy):
+    from memjax.study import resummarise
+
+    run = sweep_copy / "studies" / PLAIN
+    summary = (run / R.SUMMARY).read_bytes()
+    (run / R.SUMMARY).write_text("edited\n1\n")
+    (run / R.REPORT).write_text("edited")
+    resummarise(run)  # its own outputs: rebuilt, not refused
+    assert (run / R.SUMMARY).read_bytes() == summary and check_dir(run).ok
+
+
+@pytest.mark.parametrize("command", ["tail", "audit"])
+def test_out_inside_the_run_or_unwritable_is_refused_before_any_work(sweep_copy, tmp_path,
+                                                                     command):
+    run = sweep_copy / "studies" / PLAIN
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    (tmp_path / "afile").write_text("x")
+    for out, match in ((run / R.MODELS_CSV, "inside the run directory"),
+                       (run / R.POPULATION, "inside the run directory"),
+                       (run / "new.csv", "inside the run directory"),
+                       (tmp_path, "is a directory"),
+                       (tmp_path / "afile" / "x.csv", "exists and is not a directory")):
+        res = _cli(command, str(run), "--out", str(out), "--no-progress"
+                   if command == "tail" else "--alpha=0.05")
+        assert res.returncode == 2 and match in res.stderr, (out, res.stderr)
+        assert res.stdout == "" and "Traceback" not in res.stderr  # refused before the work
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert check_dir(run).ok
+
+
+def test_a_run_and_a_sweep_never_share_a_directory(sweep_copy):
+    from memjax.study import read_config, train_stage
+
+    run = sweep_copy / "studies" / PLAIN
+    with pytest.raises(ConfigError, match="holds a sweep \\(sweep.json\\)"):
+        train_stage(read_config(run), sweep_copy, progress=False)
+    spec = {"base": "tiny", "studies": [{"name": "a"}]}
+    with pytest.raises(ConfigError, match="holds a run \\(config.json\\)"):
+        sweep.run_sweep(spec, run, progress=False)
+    assert not (sweep_copy / R.CONFIG).exists() and not (run / sweep.SPEC).exists()
+    assert check_dir(sweep_copy).ok
+
+
+@pytest.mark.parametrize("name", [R.MANIFEST, R.MODELS_CSV])
+def test_scoring_refuses_a_directory_where_it_writes_a_file(sweep_copy, name):
+    from memjax.study import score_stage
+
+    run = sweep_copy / "studies" / PLAIN
+    (run / R.MANIFEST).unlink()
+    (run / name).unlink(missing_ok=True)
+    (run / name).mkdir()
+    with pytest.raises(ConfigError, match=f"{name} is a directory where memjax writes a file"):
+        score_stage(run, progress=False)
+    res = _cli("score", str(run), "--no-progress")
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+
+
+def test_check_compares_the_combined_tables_with_the_studies(sweep_copy):
+    assert check_dir(sweep_copy).ok  # the uninterrupted sweep agrees with itself
+    # As after a kill between the tables' writes: the summary still of an older combine.
+    summary = pd.read_csv(sweep_copy / sweep.COMBINED_SUMMARY)
+    summary[summary["study"] != OTHER].to_csv(sweep_copy / sweep.COMBINED_SUMMARY, index=False)
+    text = check_dir(sweep_copy).text()
+    assert f"combined_summary.csv: leaves out complete studies {OTHER}" in text
+    assert "--combine-only" in text
+    sweep.combine(sweep_copy)
+    assert check_dir(sweep_copy).ok
+    # A study damaged after the tables were written: they still hold it.
+    _edit_models(sweep_copy / "studies" / OTHER, lambda d: d.head(1))
+    report = check_dir(sweep_copy)
+    assert any(f"combined_models.csv: holds studies that are not complete and intact on disk: "
+               f"{OTHER}" in p for p in report.problems), report.problems
+    with pytest.warns(UserWarning, match="left out"):
+        sweep.combine(sweep_copy)
+    assert not any("combined_" in p for p in check_dir(sweep_copy).problems)
+    (sweep_copy / sweep.COMBINED_MODELS).unlink()
+    assert "combined_models.csv missing though 3 studies are complete" in \
+        check_dir(sweep_copy).text()
+
+
+def test_check_on_odd_entries_says_what_they_are(sweep_copy, tmp_path, monkeypatch):
+    import pathlib
+    import time
+
+    run = sweep_copy / "studies" / PLAIN
+    # a hostile combined table: 200,000 duplicate column names (pandas is quadratic on them)
+    (sweep_copy / "wide.csv").write_text("a," * 200_000 + "\n" + "1," * 200_000 + "\n")
+    t0 = time.monotonic()
+    text = check_dir(sweep_copy).text()
+    assert time.monotonic() - t0 < 30 and "wide.csv: a header of over 10,000 columns" in text
+    (sweep_copy / "wide.csv").unlink()
+    # a study folder replaced by a file, another by a link to a copy outside the sweep
+    other = sweep_copy / "studies" / OTHER
+    shutil.move(other, tmp_path / "outside")
+    other.symlink_to(tmp_path / "outside")
+    dropout = sweep_copy / "studies" / "dropout"
+    shutil.rmtree(dropout)
+    dropout.write_text("x")
+    text = check_dir(sweep_copy).text()
+    assert f"studies/{OTHER}: a symbolic link" in text and "studies/dropout: not a directory" \
+        in text and "not started" not in text
+    # inside a run: a directory named like a listed file; a table under an .npz name
+    (run / R.SUMMARY).unlink()
+    (run / R.SUMMARY).mkdir()
+    (run / R.ARRAYS).write_text("model,M2\n0,1.0\n")
+    problems = check_dir(run).problems
+    assert any("summary.csv: listed in MANIFEST.json but a directory stands there" in p
+               for p in problems), problems
+    assert any("not an .npz archive" in p for p in problems) and not any(
+        "pickled" in p for p in problems), problems
+    # an unreadable config.json or table (as for a file the user may not read): a problem
+    real = pathlib.Path.read_bytes
+    denied = {R.CONFIG}
+
+    def read_bytes(self):
+        if self.name in denied:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+    assert any("config.json: unreadable (PermissionError" in p
+               for p in check_dir(run).problems)
+    denied = {sweep.SPEC}
+    monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+    assert any("sweep.json: unreadable (PermissionError" in p
+               for p in check_dir(sweep_copy).problems)
+
+
+def test_scores_no_valid_model_has_are_said(sweep_copy, capsys):
+    from memjax import cli, report
+
+    res = R.load(sweep_copy / "studies" / PLAIN)
+    res.models["M_score"] = float("nan")  # as for outputs saturated at 0 or 1
+    res.models["M6"] = float("inf")
+    assert report.scores_without_values(res.models, ["M2", "M_score", "M6"]) == ["M_score", "M6"]
+    assert "No valid model has a finite value of M_score, M6" in report.render(res)
+    cli._print_summary(res)
+    assert "no valid model has a finite value of M_score, M6" in capsys.readouterr().out
+    res.models["valid"] = False  # every model diverged: said otherwise, not twice
+    assert report.scores_without_values(res.models, ["M_score"]) == []
