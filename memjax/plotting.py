@@ -10,22 +10,76 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # the object API: no pyplot state, no backend needed
 
-from memjax.results import RunResults
+from memjax.results import ResultsError, RunResults
 from memjax.stats import only_valid, roc_curve, twin_pairs
 
 DIST_SCORES = ("M2", "M_score", "PD_M", "M6")
 ROC_SCORES = ("M2", "M_score", "PD_M", "M12")
 COLORS = {"uf": "tab:red", "baseline": "tab:blue"}
+NO_VALID_MODEL = "no valid model"
 
 
 def _valid(results: RunResults):
     return only_valid(results.models)
 
 
+def _no_data(ax, text: str = NO_VALID_MODEL) -> None:
+    """Writes `text` in the middle of an axes that has nothing to draw."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+
+
+def _as_names(names, fn: str, arg: str) -> tuple[str, ...]:
+    """`names` (column names, or one name as a string) as a non-empty tuple of strings.
+
+    Raises:
+      ValueError: not a string or a sequence of strings, or empty; the message names `arg`.
+    """
+    if isinstance(names, str):
+        return (names,)
+    try:
+        out = tuple(names)
+    except TypeError:
+        out = None
+    if not out or not all(isinstance(n, str) for n in out):
+        raise ValueError(f"{fn}: {arg}={names!r} must be a name or a non-empty sequence of names")
+    return out
+
+
+def _need_columns(table, columns, fn: str, what: str) -> None:
+    """Raises a ValueError naming the `columns` missing from `table` (the `what`)."""
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{fn}: the {what} has no column {', '.join(map(repr, missing))}")
+
+
+def _pick_scores(models, scores, default: tuple[str, ...], fn: str) -> list[str]:
+    """The score columns to draw. The default's scores are drawn where the table has them; a
+    score named by the caller (a sequence, or one name as a string) must be a column."""
+    names = _as_names(scores, fn, "scores")
+    if names == tuple(default):
+        return [s for s in names if s in models.columns]
+    missing = [s for s in names if s not in models.columns]
+    if missing:
+        raise ValueError(f"{fn}: {'scores' if len(missing) > 1 else 'score'} "
+                         f"{', '.join(map(repr, missing))} "
+                         f"{'are not columns' if len(missing) > 1 else 'is not a column'} of the "
+                         "models table")
+    return list(dict.fromkeys(names))
+
+
 def plot_distributions(results: RunResults, path: Path | None = None, scores=DIST_SCORES) -> Figure:
-    """Per score, the UF and baseline models' values (points and box plots)."""
+    """Per score, the UF and baseline models' values (points and box plots); a panel without
+    a valid model's value says "no valid model".
+
+    `scores`: score columns, or one name as a string; a name that is not a column of the models
+    table is a ValueError (of the default `DIST_SCORES`, those the table has are drawn).
+    """
+    scores = _pick_scores(results.models, scores, DIST_SCORES, "plot_distributions")
+    if not scores:
+        raise ValueError(f"plot_distributions: the models table has none of the scores "
+                         f"{', '.join(DIST_SCORES)}; name the score columns with scores=")
+    _need_columns(results.models, ("condition",), "plot_distributions", "models table")
     df = _valid(results)
-    scores = [s for s in scores if s in df]
     fig = Figure(figsize=(3.2 * len(scores), 3.4))
     axes = fig.subplots(1, len(scores), squeeze=False)
     rng = np.random.default_rng(0)
@@ -33,7 +87,7 @@ def plot_distributions(results: RunResults, path: Path | None = None, scores=DIS
         groups = [(c, df.loc[df["condition"] == c, s].dropna().to_numpy()) for c in ("uf", "baseline")]
         groups = [(c, v) for c, v in groups if len(v)]
         if not groups:
-            ax.text(0.5, 0.5, "no valid model", ha="center", va="center", transform=ax.transAxes)
+            _no_data(ax)
             ax.set_title(s)
             continue
         ax.boxplot([v for _, v in groups], tick_labels=[c for c, _ in groups], showfliers=False)
@@ -46,13 +100,16 @@ def plot_distributions(results: RunResults, path: Path | None = None, scores=DIS
 
 
 def plot_roc(results: RunResults, path: Path | None = None, scores=ROC_SCORES) -> Figure | None:
-    """ROC of "UF model vs baseline model" for each score."""
+    """ROC of "UF model vs baseline model" for each score (`scores` as in
+    `plot_distributions`). None without valid models of both conditions."""
+    scores = _pick_scores(results.models, scores, ROC_SCORES, "plot_roc")
+    _need_columns(results.models, ("condition",), "plot_roc", "models table")
     df = _valid(results)
     if not {"uf", "baseline"} <= set(df["condition"]):
         return None
     fig = Figure(figsize=(4, 4))
     ax = fig.subplots()
-    for s in [s for s in scores if s in df]:
+    for s in scores:
         pos = df.loc[df["condition"] == "uf", s].dropna().to_numpy()
         neg = df.loc[df["condition"] == "baseline", s].dropna().to_numpy()
         if len(pos) and len(neg):
@@ -69,11 +126,13 @@ def plot_pairs(results: RunResults, path: Path | None = None, scores=DIST_SCORES
     """Per score, each UF model's value against its baseline twin's (`stats.twin_pairs`).
 
     Twins share init, data order and placement, so seed effects put the points near the
-    diagonal; memorisation shows as points above it. None when the table has no twins.
+    diagonal; memorisation shows as points above it. None when the table has no twins
+    (`scores` as in `plot_distributions`).
     """
+    scores = _pick_scores(results.models, scores, DIST_SCORES, "plot_pairs")
+    _need_columns(results.models, ("condition",), "plot_pairs", "models table")
     df = _valid(results).reset_index(drop=True)
     pairs = twin_pairs(df)
-    scores = [s for s in scores if s in df]
     if pairs is None or not scores:
         return None
     fig = Figure(figsize=(3.2 * len(scores), 3.4))
@@ -98,11 +157,18 @@ def plot_pairs(results: RunResults, path: Path | None = None, scores=DIST_SCORES
 
 
 def plot_examples(results: RunResults, path: Path | None = None) -> Figure | None:
-    """The canary without/with the feature, and probes clean / with UF / with control patch."""
+    """The canary without/with the feature, and probes clean / with UF / with control patch.
+    None when the run saved no example (no `example/canary_uf` array).
+
+    Raises:
+      ValueError: an example array is missing, not numeric, not an image ([H, W] or [H, W, C]
+        with C 1, 3 or 4; probes [N, ...] with N >= 1), or the probe arrays differ in N; the
+        message names the array.
+    """
     a = results.arrays
     if "example/canary_uf" not in a:
         return None
-    n = a["example/probe_clean"].shape[0]
+    n = _check_examples(a)
     fig = Figure(figsize=(1.6 * (n + 1), 5))
     axes = fig.subplots(3, n + 1)
     rows = [("canary", "example/canary_clean", "example/probe_clean", "clean"),
@@ -123,6 +189,35 @@ def plot_examples(results: RunResults, path: Path | None = None) -> Figure | Non
     return _save(fig, path)
 
 
+EXAMPLE_IMAGES = ("example/canary_clean", "example/canary_uf")
+EXAMPLE_PROBES = ("example/probe_clean", "example/probe_uf", "example/probe_ctrl")
+
+
+def _check_examples(arrays) -> int:
+    """The number of probe images of `plot_examples`' arrays, after checking them all."""
+    counts = {}
+    for key in (*EXAMPLE_IMAGES, *EXAMPLE_PROBES):
+        if key not in arrays:
+            raise ValueError(f"plot_examples: no array {key!r} in the run's arrays")
+        x = np.asarray(arrays[key])
+        probes = key in EXAMPLE_PROBES
+        if x.dtype.kind not in "iuf":
+            raise ValueError(f"plot_examples: array {key!r} has dtype {x.dtype}, not numeric")
+        if probes and (x.ndim == 0 or x.shape[0] == 0):
+            raise ValueError(f"plot_examples: array {key!r} of shape {x.shape} holds no image")
+        image = x.shape[1:] if probes else x.shape
+        if not (len(image) == 2 or (len(image) == 3 and image[-1] in (1, 3, 4))) or 0 in image:
+            raise ValueError(f"plot_examples: array {key!r} has shape {x.shape}; expected "
+                             + ("[N, H, W] or [N, H, W, C]" if probes else "[H, W] or [H, W, C]")
+                             + " with C 1, 3 or 4")
+        if probes:
+            counts[key] = x.shape[0]
+    if len(set(counts.values())) > 1:
+        raise ValueError("plot_examples: the probe arrays hold different numbers of images: "
+                         + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return counts[EXAMPLE_PROBES[0]]
+
+
 def _save(fig: Figure, path: Path | None) -> Figure:
     fig.tight_layout()
     if path is not None:
@@ -139,7 +234,22 @@ def _show(img: np.ndarray) -> np.ndarray:
 
 
 def plot_training(results: RunResults, path: Path | None = None) -> Figure:
-    """Validation accuracy per epoch, mean and range over models, per condition."""
+    """Validation accuracy per epoch, mean and range over models, per condition; says "no
+    epoch recorded" when the epochs table is empty.
+
+    Raises:
+      ValueError: a non-empty epochs table without model, epoch or val_acc, or a models table
+        without model or condition (the message names the column).
+    """
+    if len(results.epochs) == 0:
+        fig = Figure(figsize=(4.5, 3.2))
+        ax = fig.subplots()
+        _no_data(ax, "no epoch recorded")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation accuracy")
+        return _save(fig, path)
+    _need_columns(results.epochs, ("model", "epoch", "val_acc"), "plot_training", "epochs table")
+    _need_columns(results.models, ("model", "condition"), "plot_training", "models table")
     ep = results.epochs.merge(results.models[["model", "condition"]], on="model")
     fig = Figure(figsize=(4.5, 3.2))
     ax = fig.subplots()
@@ -175,9 +285,18 @@ def plot_trajectories(results: RunResults, path: Path | None = None) -> Figure |
 
 
 def figures(results: RunResults, outdir: str | Path) -> list[Path]:
-    """All figures of a run directory into `outdir` (PNG)."""
+    """All figures of a run directory into `outdir` (PNG).
+
+    Raises:
+      ResultsError: `outdir` (or a folder above it) exists and is not a folder; nothing drawn.
+    """
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    if outdir.exists() and not outdir.is_dir():
+        raise ResultsError(f"{outdir}: exists and is not a folder; name a folder for the figures")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as e:
+        raise ResultsError(f"{outdir}: cannot create the figures folder ({e})") from e
     made = []
     for name, fn in (("scores.png", plot_distributions), ("pairs.png", plot_pairs),
                      ("roc.png", plot_roc),

@@ -1,7 +1,11 @@
 """Figures of a sweep, from its combined tables only (`memjax.sweep.combine`); never retrains.
 
 Each function returns a matplotlib `Figure` (shown inline by notebooks) and saves it when given
-a path.
+a path. An empty table (what `sweep.combine` returns when no study is complete) draws a figure
+that says "no complete study", one whose models are all invalid says "no valid model"; the
+functions documented to return None when there is nothing to draw still do. A table without a
+column the figure needs, a score it does not hold, or a text column where numbers belong is a
+ValueError naming it, raised before anything is drawn.
 """
 from __future__ import annotations
 
@@ -11,14 +15,64 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from memjax.plotting import COLORS, _save
+from memjax.plotting import COLORS, NO_VALID_MODEL, _as_names, _need_columns, _no_data, _save
 from memjax.stats import only_valid, valid_mask, variance_components
+
+NO_COMPLETE_STUDY = "no complete study"
+
+
+def _message_figure(text: str, path: Path | None, ylabel: str | None = None) -> Figure:
+    """A figure whose only content is `text` (nothing to draw)."""
+    fig = Figure(figsize=(4.0, 3.4))
+    ax = fig.subplots()
+    _no_data(ax, text)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    return _save(fig, path)
+
+
+def _one_name(name, fn: str, arg: str) -> str:
+    if not isinstance(name, str):
+        raise ValueError(f"{fn}: {arg}={name!r} must be a column name (a string)")
+    return name
+
+
+def _floats(table: pd.DataFrame, col: str, fn: str, what: str) -> np.ndarray:
+    """Column `col` of `table` as float64 [N]; a ValueError naming it when it is not numeric."""
+    try:
+        return table[col].to_numpy(np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{fn}: column {col!r} of the {what} is not numeric ({e})") from None
+
+
+def _need_score(table: pd.DataFrame, score: str, fn: str, what: str) -> None:
+    """Raises a ValueError unless `score` is a value of the table's score column."""
+    have = list(dict.fromkeys(table["score"].astype(str)))
+    if score not in have:
+        raise ValueError(f"{fn}: score {score!r} is not in the {what} (its scores: "
+                         f"{', '.join(have)})")
 
 
 def plot_scores_by_study(models: pd.DataFrame, score: str = "M_score",
                          path: Path | None = None) -> Figure:
-    """One score's UF and baseline distributions for every study of a sweep."""
+    """One score's UF and baseline distributions for every study of a sweep ("no complete
+    study" for an empty table, "no valid model" when no valid model has a finite `score`).
+
+    Raises:
+      ValueError: no study or condition column, or `score` not a numeric column of `models`.
+    """
+    fn = "plot_scores_by_study"
+    _one_name(score, fn, "score")
+    if len(models) == 0:
+        return _message_figure(NO_COMPLETE_STUDY, path, score)
+    _need_columns(models, ("study", "condition"), fn, "models table")
+    if score not in models.columns:
+        raise ValueError(f"{fn}: score {score!r} is not a column of the models table")
     df = only_valid(models)
+    if not np.isfinite(_floats(df, score, fn, "models table")).any():
+        return _message_figure(NO_VALID_MODEL, path, score)
     studies = list(dict.fromkeys(df["study"]))
     fig = Figure(figsize=(max(4.0, 1.3 * len(studies)), 3.6))
     ax = fig.subplots()
@@ -41,13 +95,29 @@ def plot_scores_by_study(models: pd.DataFrame, score: str = "M_score",
 def plot_memorised_fraction(summary: pd.DataFrame, score: str = "M_score",
                             path: Path | None = None) -> Figure:
     """Per study: the fraction of UF models above the baseline's 95th percentile, with its
-    Clopper-Pearson 95% interval (the share of models that measurably memorised)."""
+    Clopper-Pearson 95% interval (the share of models that measurably memorised); "no
+    complete study" for an empty table.
+
+    Raises:
+      ValueError: a missing column (study, score, frac_above and its _lo, _hi), one of them not
+        numeric, or a `score` the summary does not hold.
+    """
+    fn = "plot_memorised_fraction"
+    _one_name(score, fn, "score")
+    if len(summary) == 0:
+        return _message_figure(NO_COMPLETE_STUDY, path, f"UF models above baseline p95 ({score})")
+    _need_columns(summary, ("study", "score", "frac_above", "frac_above_lo", "frac_above_hi"),
+                  fn, "summary table")
+    _need_score(summary, score, fn, "summary table")
+    for col in ("frac_above", "frac_above_lo", "frac_above_hi"):
+        _floats(summary, col, fn, "summary table")
     s = summary[summary["score"] == score]
     fig = Figure(figsize=(max(4.0, 1.1 * len(s)), 3.4))
     ax = fig.subplots()
     x = np.arange(len(s))
-    frac = s["frac_above"].to_numpy()
-    err = [frac - s["frac_above_lo"].to_numpy(), s["frac_above_hi"].to_numpy() - frac]
+    frac = s["frac_above"].to_numpy(np.float64)
+    err = [frac - s["frac_above_lo"].to_numpy(np.float64),
+           s["frac_above_hi"].to_numpy(np.float64) - frac]
     ax.bar(x, frac, color="tab:red", alpha=0.7)
     ax.errorbar(x, frac, yerr=err, fmt="none", color="black", capsize=3)
     ax.axhline(0.05, color="grey", ls="--", lw=0.8, label="chance (5%)")
@@ -80,11 +150,26 @@ def plot_paired_by_study(summary: pd.DataFrame, scores: tuple[str, ...] = ("M_sc
     labelled with the share of pairs above 0 and the Wilcoxon signed-rank p.
 
     The paired test is the sensitive one (twins share init, data order and placement), so this
-    is the figure that says whether a regulariser removed memorisation. None without twins.
+    is the figure that says whether a regulariser removed memorisation. None without twins
+    (no pair_diff column, or no finite pair_diff of these scores; also for an empty table).
+
+    `scores`: score names, or one name as a string (drawn alone).
+
+    Raises:
+      ValueError: `scores` not names, a score the summary does not hold, a missing column
+        (study, score, pair_diff_lo, pair_diff_hi, pair_frac_pos, wilcoxon_p) or one of them
+        or pair_diff not numeric.
     """
-    if "pair_diff" not in summary:
+    fn = "plot_paired_by_study"
+    scores = _as_names(scores, fn, "scores")
+    if "pair_diff" not in summary or len(summary) == 0:
         return None
-    s = summary[summary["score"].isin(scores) & np.isfinite(summary["pair_diff"])]
+    numeric = ("pair_diff", "pair_diff_lo", "pair_diff_hi", "pair_frac_pos", "wilcoxon_p")
+    _need_columns(summary, ("study", "score", *numeric), fn, "summary table")
+    for sc in scores:
+        _need_score(summary, sc, fn, "summary table")
+    diff = [_floats(summary, col, fn, "summary table") for col in numeric][0]
+    s = summary[summary["score"].isin(scores) & np.isfinite(diff)]
     if s.empty:
         return None
     studies = list(dict.fromkeys(s["study"]))
@@ -107,8 +192,22 @@ def plot_contrasts(contrasts: pd.DataFrame, score: str = "M_score",
                    path: Path | None = None) -> Figure | None:
     """Per study: its UF-minus-twin effect minus the reference study's (`stats.contrast_studies`,
     `combined_contrasts.csv`) with the 95% interval, labelled with the two-sided p and the
-    Holm-adjusted p: does the setting *change* memorisation. None if nothing was contrasted."""
-    c = contrasts[(contrasts["score"] == score) & np.isfinite(contrasts["contrast"])]
+    Holm-adjusted p: does the setting *change* memorisation. None if nothing was contrasted
+    (also for an empty table).
+
+    Raises:
+      ValueError: a missing column (study, reference, score, contrast and its _lo, _hi, p,
+        p_holm), one of the numbers not numeric, or a `score` the table does not hold.
+    """
+    fn = "plot_contrasts"
+    _one_name(score, fn, "score")
+    if len(contrasts) == 0:
+        return None
+    numeric = ("contrast", "contrast_lo", "contrast_hi", "p", "p_holm")
+    _need_columns(contrasts, ("study", "reference", "score", *numeric), fn, "contrasts table")
+    _need_score(contrasts, score, fn, "contrasts table")
+    contrast = [_floats(contrasts, col, fn, "contrasts table") for col in numeric][0]
+    c = contrasts[(contrasts["score"] == score) & np.isfinite(contrast)]
     if c.empty:
         return None
     studies = list(c["study"])
@@ -181,7 +280,25 @@ def plot_trajectory_pairs(by_study: dict[str, pd.DataFrame], score: str = "traj_
 def variance_table(models: pd.DataFrame, score: str = "M_score", condition: str = "uf",
                    factors: tuple[str, ...] = ("init_seed", "order_seed", "placement")
                    ) -> pd.DataFrame:
-    """Share of a score's variance due to each seed factor, per study (UF models)."""
+    """Share of a score's variance due to each seed factor, per study (UF models).
+
+    Returns one row per study with valid `condition` models: study, n, the factors, residual;
+    an empty table (with those columns) for an empty `models`.
+
+    Raises:
+      ValueError: a missing column (study, condition, the factors) or `score` not a numeric
+        column of `models`.
+    """
+    fn = "variance_table"
+    _one_name(score, fn, "score")
+    _one_name(condition, fn, "condition")
+    factors = _as_names(factors, fn, "factors")
+    if len(models) == 0:
+        return pd.DataFrame(columns=["study", "n", *factors, "residual"])
+    _need_columns(models, ("study", "condition", *factors), fn, "models table")
+    if score not in models.columns:
+        raise ValueError(f"{fn}: score {score!r} is not a column of the models table")
+    _floats(models, score, fn, "models table")
     rows = []
     for study, g in models[(models["condition"] == condition) & valid_mask(models)
                            ].groupby("study", sort=False):
@@ -193,8 +310,15 @@ def variance_table(models: pd.DataFrame, score: str = "M_score", condition: str 
 
 def plot_variance_components(models: pd.DataFrame, score: str = "M_score",
                              path: Path | None = None) -> Figure:
-    """Stacked bars: variance shares of init seed, data-order seed, placement, residual."""
+    """Stacked bars: variance shares of init seed, data-order seed, placement, residual ("no
+    complete study" for an empty table, "no valid model" without a valid UF model). Raises as
+    `variance_table`."""
+    if len(models) == 0:
+        _one_name(score, "plot_variance_components", "score")
+        return _message_figure(NO_COMPLETE_STUDY, path, f"share of variance of {score}")
     table = variance_table(models, score)
+    if len(table) == 0:
+        return _message_figure(NO_VALID_MODEL, path, f"share of variance of {score}")
     parts = [c for c in ("init_seed", "order_seed", "placement", "residual") if c in table]
     fig = Figure(figsize=(max(4.0, 1.1 * len(table)), 3.4))
     ax = fig.subplots()
@@ -243,7 +367,33 @@ def plot_dp_tradeoff(models: pd.DataFrame, audit: pd.DataFrame, score: str = "M_
     """Memorisation against the accounted epsilon, per study of a DP sweep: the UF-vs-baseline
     AUC, the empirical epsilon lower bound (`audit` has columns study, score, auc, eps_lb) and,
     when `summary` has the paired columns, the mean UF-minus-twin difference with its 95%
-    interval (the sensitive measure: twins share every key)."""
+    interval (the sensitive measure: twins share every key). "no complete study" for an empty
+    `audit`.
+
+    Raises:
+      ValueError: an audit without study, score, auc or eps_lb, a `score` it does not hold, a
+        models table with dp_epsilon but no study column, a summary with pair_diff but without
+        study, score, pair_diff_lo, pair_diff_hi or wilcoxon_p (or not holding `score`), or any
+        of those numbers not numeric.
+    """
+    fn = "plot_dp_tradeoff"
+    _one_name(score, fn, "score")
+    if len(audit) == 0:
+        return _message_figure(NO_COMPLETE_STUDY, path, f"AUC, UF vs baseline ({score})")
+    _need_columns(audit, ("study", "score", "auc", "eps_lb"), fn, "audit table")
+    _need_score(audit, score, fn, "audit table")
+    for col in ("auc", "eps_lb"):
+        _floats(audit, col, fn, "audit table")
+    if "dp_epsilon" in models:
+        _need_columns(models, ("study",), fn, "models table")
+        _floats(models, "dp_epsilon", fn, "models table")
+    if summary is not None and "pair_diff" in summary:
+        numeric = ("pair_diff", "pair_diff_lo", "pair_diff_hi", "wilcoxon_p")
+        _need_columns(summary, ("study", "score", *numeric), fn, "summary table")
+        if len(summary):
+            _need_score(summary, score, fn, "summary table")
+        for col in numeric:
+            _floats(summary, col, fn, "summary table")
     eps = models.groupby("study")["dp_epsilon"].median() if "dp_epsilon" in models else None
     a = audit[audit["score"] == score].set_index("study")
     studies = list(a.index)

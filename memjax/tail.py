@@ -36,6 +36,22 @@ def _bin_labels(edges: tuple[float, ...]) -> list[str]:
             for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))]
 
 
+def _check_edges(edges) -> np.ndarray:
+    """`edges` as float64 [B + 1]: 1-D, finite, strictly increasing from 0 to 1, B >= 1."""
+    try:
+        raw = np.asarray(edges)
+        ok = raw.dtype.kind in "iuf" and raw.ndim == 1 and raw.size >= 2
+    except (TypeError, ValueError):  # ragged nested sequences
+        ok = False
+    if ok:
+        e = raw.astype(np.float64)
+        ok = bool(np.all(np.isfinite(e)) and e[0] == 0 and e[-1] == 1 and np.all(np.diff(e) > 0))
+    if not ok:
+        raise ValueError(f"tail_terms: edges={edges!r} must be a 1-D, finite, strictly "
+                         "increasing sequence of at least 2 numbers from 0 to 1")
+    return e
+
+
 def tail_terms(kl_q_uf: np.ndarray, kl_q_ctrl: np.ndarray, y_star: np.ndarray,
                probe_labels: np.ndarray, edges: tuple[float, ...] = EDGES) -> pd.DataFrame:
     """Each model's M score split into bins of the control probability of its canary class.
@@ -46,7 +62,8 @@ def tail_terms(kl_q_uf: np.ndarray, kl_q_ctrl: np.ndarray, y_star: np.ndarray,
         scored with clip=False, or a study's arrays.npz with `score.keep_per_probe`).
       y_star: int [M], each model's canary label.
       probe_labels: int [P].
-      edges: increasing bin edges of p = f(x^R)_{y*}, from 0 to 1 (the last bin includes 1).
+      edges: bin edges of p = f(x^R)_{y*}: a 1-D sequence of at least 2 finite numbers,
+        strictly increasing from 0 to 1 (the last bin includes 1).
     Returns:
       One row per (model row m, bin): row, bin (its label), lo, hi, n_probes (probes of label
       y* in the bin), share (of the model's probes of label y*), M_score_part (the bin's sum of
@@ -55,20 +72,18 @@ def tail_terms(kl_q_uf: np.ndarray, kl_q_ctrl: np.ndarray, y_star: np.ndarray,
       prob_part (the same sum on the probability scale). A model with no probe of its label
       or with non-finite values (a diverged model) gets NaN parts.
     Raises:
-      ValueError: inconsistent shapes, edges not increasing from 0 to 1, or a negative
+      ValueError: inconsistent shapes, edges that are not such a sequence, or a negative
         per-probe KL (clipped scores are not log-space KLs).
     """
     kl_uf = np.asarray(kl_q_uf, np.float64)
     kl_ctrl = np.asarray(kl_q_ctrl, np.float64)
     y_star = np.asarray(y_star).reshape(-1)
     labels = np.asarray(probe_labels).reshape(-1)
-    e = np.asarray(edges, np.float64)
+    e = _check_edges(edges)
     if kl_uf.ndim != 2 or kl_uf.shape != kl_ctrl.shape or kl_uf.shape != (y_star.size, labels.size):
         raise ValueError(f"tail_terms: per-probe arrays {kl_uf.shape} / {kl_ctrl.shape}, "
                          f"{y_star.size} canary labels and {labels.size} probe labels: expected "
                          "[M, P], [M, P], [M] and [P]")
-    if e.size < 2 or e[0] != 0 or e[-1] != 1 or np.any(np.diff(e) <= 0):
-        raise ValueError(f"tail_terms: edges {tuple(edges)} must increase from 0 to 1")
     names = _bin_labels(tuple(float(x) for x in e))
     rows = []
     for m in range(y_star.size):
@@ -112,9 +127,17 @@ def paired_by_bin(models: pd.DataFrame, terms: pd.DataFrame, *, n_boot: int = 20
       One row per (bin, value) with value in M_score_part, prob_part, share: bin, lo, hi,
       value, mean_uf, mean_base, `paired_compare`'s keys and paired_method (which says when a
       crossed init x order design makes the clustered intervals optimistic). Empty when there
-      are no twins.
+      are no twins (or when both tables are empty).
+    Raises:
+      ValueError: `models` without condition, `terms` without a column of `tail_terms`' (row,
+        bin, lo, hi, M_score_part, prob_part, share), or tables that do not describe the same
+        models: `terms`' rows must be exactly 0 .. len(models) - 1, each bin once per row, and
+        where both tables have a model column, row m's model must be `models`' row m's.
     """
     models = models.reset_index(drop=True)
+    if len(models) == 0 and len(terms) == 0:
+        return pd.DataFrame()
+    _check_paired_inputs(models, terms)
     keep = (valid_mask(models) if "valid" in models.columns
             else np.ones(len(models), bool))
     valid_rows = np.flatnonzero(keep)
@@ -140,6 +163,53 @@ def paired_by_bin(models: pd.DataFrame, terms: pd.DataFrame, *, n_boot: int = 20
                         **paired_compare(uf, base, clusters=clusters, n_boot=n_boot,
                                          seed=seed), "paired_method": method})
     return pd.DataFrame(out)
+
+
+TERM_COLUMNS = ("row", "bin", "lo", "hi", "M_score_part", "prob_part", "share")
+
+
+def _check_paired_inputs(models: pd.DataFrame, terms: pd.DataFrame) -> None:
+    """`paired_by_bin`'s checks: the columns it reads, and `terms` covering exactly the rows of
+    `models` (index reset), each bin once, with the same model ids where both have them."""
+    if "condition" not in models.columns:
+        raise ValueError("paired_by_bin: the models table has no column 'condition'")
+    missing = [c for c in TERM_COLUMNS if c not in terms.columns]
+    if missing:
+        raise ValueError(f"paired_by_bin: terms has no column {', '.join(map(repr, missing))} "
+                         "(expected tail_terms' table)")
+    row = terms["row"].to_numpy()
+    if row.dtype.kind not in "iu":
+        raise ValueError(f"paired_by_bin: terms' column 'row' has dtype {row.dtype}; expected "
+                         "integer row positions of the models table")
+    n = len(models)
+    have = np.unique(row)
+    if not np.array_equal(have, np.arange(n)):
+        extra, lacking = np.setdiff1d(have, np.arange(n)), np.setdiff1d(np.arange(n), have)
+        raise ValueError(
+            f"paired_by_bin: terms and models describe different models: the models table has "
+            f"{n} rows but terms cover {have.size} row(s)"
+            + (f"; none for model rows {_few(lacking)}" if lacking.size else "")
+            + (f"; terms rows {_few(extra)} are not rows of the models table" if extra.size
+               else "")
+            + " (terms' row m is the models table's row m: pass the same models as to tail_terms)")
+    if terms.duplicated(["row", "bin"]).any():
+        raise ValueError("paired_by_bin: terms repeat a (row, bin): several tables concatenated? "
+                         "each model row must have each bin once")
+    if "model" in terms.columns and "model" in models.columns:
+        mine = models["model"].to_numpy()[row]
+        bad = np.flatnonzero(terms["model"].to_numpy() != mine)
+        if bad.size:
+            i = bad[0]
+            theirs, ours = (v.item() if isinstance(v, np.generic) else v
+                            for v in (terms["model"].iloc[i], mine[i]))
+            raise ValueError(f"paired_by_bin: terms and models describe different models: terms "
+                             f"row {row[i]} is model {theirs!r} but the models table's row "
+                             f"{row[i]} is model {ours!r} (same order needed)")
+
+
+def _few(values: np.ndarray) -> str:
+    shown = ", ".join(str(v) for v in values[:5])
+    return shown + (f", ... ({values.size} in all)" if values.size > 5 else "")
 
 
 def tail_study(workdir: str | Path, *, edges: tuple[float, ...] = EDGES, progress: bool = True

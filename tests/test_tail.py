@@ -147,3 +147,79 @@ def test_tail_cli_names_a_directory_that_is_not_a_study(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "memjax: error:" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+# Bad edges and mismatched tables are refused by name (docs/reliability.md).
+
+def _small():
+    """tail_terms of 4 models (2 twin pairs) over 6 probes, and their models table."""
+    rng = np.random.default_rng(2)
+    kl_ctrl = rng.uniform(0, 20, size=(4, 6))
+    kl_uf = np.maximum(kl_ctrl - rng.uniform(0, 1, size=(4, 6)), 0)
+    models = pd.DataFrame({"model": [10, 11, 12, 13],
+                           "condition": ["uf", "uf", "baseline", "baseline"],
+                           "init_seed": [0, 1, 0, 1], "order_seed": [0, 1, 0, 1],
+                           "placement": 0, "valid": True})
+    terms = tail.tail_terms(kl_uf, kl_ctrl, np.ones(4, int), np.array([1, 1, 2, 1, 0, 1]))
+    return kl_uf, kl_ctrl, models, terms
+
+
+@pytest.mark.parametrize("edges", [(0, float("nan"), 1), (0, 0.5, float("inf"), 1), 1, None,
+                                   [[0, 1]], [[0.0], [0.5, 1.0]], (False, True), "01",
+                                   ("0", "1"), (0,)],
+                         ids=["nan", "inf", "scalar", "none", "2d", "ragged", "bools", "text",
+                              "texts", "one-edge"])
+def test_edges_must_be_a_1d_finite_increasing_sequence_from_0_to_1(edges):
+    kl = np.ones((2, 5))
+    with pytest.raises(ValueError, match="edges=.* must be a 1-D, finite, strictly increasing"):
+        tail.tail_terms(kl, kl, np.array([0, 1]), np.zeros(5, int), edges=edges)
+
+
+def test_the_default_edges_in_any_form_give_the_same_bins():
+    kl_uf, kl_ctrl, _, terms = _small()
+    for edges in (tail.EDGES, list(tail.EDGES), np.array(tail.EDGES)):
+        again = tail.tail_terms(kl_uf, kl_ctrl, np.ones(4, int), np.array([1, 1, 2, 1, 0, 1]),
+                                edges)
+        pd.testing.assert_frame_equal(again, terms, check_exact=True)
+    assert tail.tail_terms(kl_uf, kl_ctrl, np.ones(4, int), np.array([1, 1, 2, 1, 0, 1]),
+                           np.array([0, 1]))["bin"].unique().tolist() == ["[0, 1]"]
+
+
+def _with_ids(models, terms):
+    """terms with the models' id columns, as `tail_study` returns them."""
+    return models[["model", "condition"]].iloc[terms["row"]].reset_index(drop=True).join(terms)
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda m, t: (m.drop(columns="condition"), t), "models table has no column 'condition'"),
+    (lambda m, t: (m, t.drop(columns="prob_part")), "terms has no column 'prob_part'"),
+    (lambda m, t: (m, t.drop(columns="row")), "terms has no column 'row'"),
+    (lambda m, t: (m, t.drop(columns=["share", "lo"])), "terms has no column 'lo', 'share'"),
+    (lambda m, t: (m, t[t["row"] < 2]), "models table has 4 rows but terms cover 2 row"),
+    (lambda m, t: (pd.concat([m, m.assign(model=m["model"] + 4, init_seed=m["init_seed"] + 2,
+                                          order_seed=m["order_seed"] + 2)]), t),
+     "models table has 8 rows but terms cover 4 row.*none for model rows 4, 5, 6, 7"),
+    (lambda m, t: (m.iloc[:2], t), "terms rows 2, 3 are not rows of the models table"),
+    (lambda m, t: (m.iloc[:0], t), "models table has 0 rows"),
+    (lambda m, t: (m, t.iloc[:0]), "terms cover 0 row"),
+    (lambda m, t: (m, pd.concat([t, t])), r"terms repeat a \(row, bin\)"),
+    (lambda m, t: (m, t.assign(row=t["row"].astype(float))), "column 'row' has dtype float64"),
+    (lambda m, t: (m.iloc[::-1], _with_ids(m, t)),
+     "terms row 0 is model 10 but the models table's row 0 is model 13"),
+], ids=["no-condition", "no-prob_part", "no-row", "no-share-lo", "terms-of-2-of-4",
+        "8-models-4-terms", "2-models-4-terms", "no-models", "no-terms", "terms-twice",
+        "float-rows", "models-reordered"])
+def test_paired_by_bin_refuses_tables_that_do_not_match(spoil, message):
+    _, _, models, terms = _small()
+    models, terms = spoil(models, terms)
+    with pytest.raises(ValueError, match=message):
+        tail.paired_by_bin(models, terms, n_boot=20)
+
+
+def test_paired_by_bin_takes_terms_with_ids_as_tail_study_makes_them():
+    _, _, models, terms = _small()
+    plain = tail.paired_by_bin(models, terms, n_boot=50)
+    with_ids = tail.paired_by_bin(models, _with_ids(models, terms), n_boot=50)
+    pd.testing.assert_frame_equal(plain, with_ids)
+    assert set(plain["n_pairs"]) == {2}
+    assert tail.paired_by_bin(models.iloc[:0], pd.DataFrame()).empty  # no model at all
