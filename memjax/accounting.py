@@ -39,8 +39,9 @@ Caveats (see docs/audit.md):
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import special
@@ -58,9 +59,50 @@ ACCOUNTANTS = ("rdp", "pld")
 BACKENDS = ("auto", "dp_accounting", "builtin")
 CONVERSIONS = ("improved", "classic")
 
+# Usable noise multipliers besides 0: outside [MIN_NOISE, MAX_NOISE] sigma^2 leaves the float
+# range in the RDP formulas (ZeroDivisionError, OverflowError, and dp_accounting returns eps 0 for
+# sigma 1e-160); no DP-SGD run is anywhere near. The PLD accountant's grid grows as 1 / sigma^2:
+# below PLD_MIN_NOISE it runs out of memory (at sigma 1e-3) or takes minutes; use "rdp" there.
+MIN_NOISE, MAX_NOISE = 1e-100, 1e100
+PLD_MIN_NOISE = 0.1
+# Largest finite RDP order: an integer order alpha costs alpha + 1 terms (dp_accounting: 0.5 s
+# at 1e5, 5 s at 1e6; order 1e9 does not finish); useful orders for DP-SGD stay below ~1000.
+MAX_ORDER = 100_000.0
+
 # The fractional-order series stops when both tails are decreasing and 30 nats below the total.
 _SERIES_TOL = 30.0
 _SERIES_MAX_TERMS = 1000
+
+
+def _is_real(x: Any) -> bool:
+    """A real number (Python or NumPy), not a bool or a string."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _check_noise(fn: str, noise_multiplier: Any) -> None:
+    """ValueError naming `noise_multiplier` (after "fn: " when fn is given) unless it is 0 or a
+    number in [MIN_NOISE, MAX_NOISE]."""
+    if not (_is_real(noise_multiplier) and (noise_multiplier == 0
+                                            or MIN_NOISE <= noise_multiplier <= MAX_NOISE)):
+        raise ValueError(f"{fn + ': ' if fn else ''}noise_multiplier={noise_multiplier!r} must be "
+                         f"0 or a number in [{MIN_NOISE:g}, {MAX_NOISE:g}]")
+
+
+def _check_orders(fn: str, orders: Any, *, allow_inf: bool = False) -> np.ndarray:
+    """`orders` as float64 [A]; ValueError naming `orders` unless they are numbers > 1 (at
+    least one), each at most MAX_ORDER (or +inf where `allow_inf`), none NaN."""
+    try:
+        arr = np.asarray(orders)
+    except (TypeError, ValueError):
+        arr = np.asarray([], object)
+    if arr.dtype.kind not in "iuf" or arr.size == 0:
+        raise ValueError(f"{fn}: orders={orders!r} must be a non-empty list of numbers > 1")
+    arr = arr.astype(np.float64).reshape(-1)
+    bad = np.isnan(arr) | (arr <= 1) | ((arr > MAX_ORDER) & ~(allow_inf & np.isposinf(arr)))
+    if bad.any():
+        raise ValueError(f"{fn}: orders must be > 1 and at most {MAX_ORDER:g}"
+                         f"{' (or inf)' if allow_inf else ''}, got {arr[bad]}")
+    return arr
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,20 +165,20 @@ def rdp_sampled_gaussian(q: float, noise_multiplier: float, orders: Sequence[flo
 
     Args:
       q: sampling rate in [0, 1] (each example joins a step's batch with probability q).
-      noise_multiplier: sigma, the noise standard deviation over the L2 sensitivity (>= 0).
-      orders: [A] RDP orders alpha > 1 (inf allowed).
+      noise_multiplier: sigma, the noise standard deviation over the L2 sensitivity: 0 or in
+        [MIN_NOISE, MAX_NOISE] = [1e-100, 1e100] (beyond, sigma^2 leaves the float range).
+      orders: [A] RDP orders 1 < alpha <= MAX_ORDER (1e5: integer orders cost alpha + 1
+        terms), or inf; at least one.
     Returns:
       float64 [A]: RDP(alpha) per step (+inf where unbounded). Multiply by the steps to compose.
     Raises:
-      ValueError: q outside [0, 1], a negative noise multiplier or an order <= 1.
+      ValueError: q not a number in [0, 1], a noise multiplier outside that range, no orders,
+        or an order <= 1, above MAX_ORDER or NaN.
     """
-    if not 0.0 <= q <= 1.0:
-        raise ValueError(f"rdp_sampled_gaussian: sampling rate q={q} must be in [0, 1]")
-    if noise_multiplier < 0:
-        raise ValueError(f"rdp_sampled_gaussian: noise_multiplier={noise_multiplier} must be >= 0")
-    orders = np.asarray(orders, np.float64).reshape(-1)
-    if np.any(orders <= 1):
-        raise ValueError(f"rdp_sampled_gaussian: orders must be > 1, got {orders[orders <= 1]}")
+    if not (_is_real(q) and 0.0 <= q <= 1.0):
+        raise ValueError(f"rdp_sampled_gaussian: sampling rate q={q!r} must be in [0, 1]")
+    _check_noise("rdp_sampled_gaussian", noise_multiplier)
+    orders = _check_orders("rdp_sampled_gaussian", orders, allow_inf=True)
     out = np.empty_like(orders)
     for k, alpha in enumerate(orders):
         if q == 0:
@@ -162,15 +204,27 @@ def rdp_to_epsilon(
     KL/Pinsker-type bound already gives delta); orders below 1.01 are skipped (numerically
     unstable, never optimal). "classic": eps = RDP + log(1/delta) / (alpha - 1) (Mironov 2017).
 
+    Args:
+      orders: [A] orders > 1, at most MAX_ORDER, or inf (skipped); at least one.
+      rdp: [A] RDP at each order, numbers or +inf (skipped), not NaN.
+      delta: in (0, 1).
     Raises:
-      ValueError: delta outside (0, 1), mismatched lengths, unknown conversion.
+      ValueError: delta outside (0, 1), bad orders, a NaN or non-numeric RDP value, mismatched
+        lengths, unknown conversion.
     """
     if conversion not in CONVERSIONS:
         raise ValueError(f"rdp_to_epsilon: conversion={conversion!r}; use one of {CONVERSIONS}")
-    if not 0.0 < delta < 1.0:
-        raise ValueError(f"rdp_to_epsilon: delta={delta} must be in (0, 1)")
-    orders = np.asarray(orders, np.float64).reshape(-1)
-    rdp = np.asarray(rdp, np.float64).reshape(-1)
+    if not (_is_real(delta) and 0.0 < delta < 1.0):
+        raise ValueError(f"rdp_to_epsilon: delta={delta!r} must be in (0, 1)")
+    orders = _check_orders("rdp_to_epsilon", orders, allow_inf=True)
+    try:
+        rdp = np.asarray(rdp)
+    except (TypeError, ValueError):
+        rdp = np.asarray([], object)
+    if rdp.dtype.kind not in "iuf" or np.isnan(rdp.astype(np.float64)).any():
+        raise ValueError(f"rdp_to_epsilon: rdp={rdp.tolist()!r} must hold numbers (inf allowed, "
+                         "not NaN)")
+    rdp = rdp.astype(np.float64).reshape(-1)
     if orders.shape != rdp.shape:
         raise ValueError(f"rdp_to_epsilon: {orders.size} orders but {rdp.size} RDP values")
     eps = np.full(orders.shape, np.inf)
@@ -200,15 +254,30 @@ def has_dp_accounting() -> bool:
     return True
 
 
+MAX_COUNT = 2**53  # steps, examples, batch size, epochs: integers a float holds exactly
+
+
+def _is_count(x: Any, lo: int) -> bool:
+    """An integer in [lo, MAX_COUNT]: an int (Python or NumPy) or a float with an integer value,
+    not a bool."""
+    if isinstance(x, numbers.Integral) and not isinstance(x, bool):
+        return lo <= x <= MAX_COUNT
+    if isinstance(x, (float, np.floating)):
+        return bool(math.isfinite(x) and float(x).is_integer() and lo <= x <= MAX_COUNT)
+    return False
+
+
 def _check_args(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> None:
-    if noise_multiplier < 0 or not math.isfinite(noise_multiplier):
-        raise ValueError(f"noise_multiplier={noise_multiplier} must be a finite number >= 0")
-    if not 0.0 <= sample_rate <= 1.0:
-        raise ValueError(f"sample_rate={sample_rate} must be in [0, 1] (batch size / training set size)")
-    if steps < 0 or int(steps) != steps:
-        raise ValueError(f"steps={steps} must be an integer >= 0")
-    if not 0.0 < delta < 1.0:
-        raise ValueError(f"delta={delta} must be in (0, 1)")
+    """ValueError naming the argument unless noise_multiplier is 0 or in [MIN_NOISE, MAX_NOISE],
+    sample_rate a number in [0, 1], steps an integer in [0, MAX_COUNT] and delta a number in
+    (0, 1)."""
+    _check_noise("", noise_multiplier)
+    if not (_is_real(sample_rate) and 0.0 <= sample_rate <= 1.0):
+        raise ValueError(f"sample_rate={sample_rate!r} must be in [0, 1] (batch size / training set size)")
+    if not _is_count(steps, 0):
+        raise ValueError(f"steps={steps!r} must be an integer in [0, 2**53]")
+    if not (_is_real(delta) and 0.0 < delta < 1.0):
+        raise ValueError(f"delta={delta!r} must be in (0, 1)")
 
 
 def _event(noise_multiplier: float, sample_rate: float, steps: int):
@@ -233,15 +302,17 @@ def dp_sgd_epsilon(
     """Epsilon of DP-SGD at `delta`: `steps` Poisson-sampled Gaussian steps, add/remove adjacency.
 
     Args:
-      noise_multiplier: sigma (noise std / clipping norm).
-      sample_rate: q = batch size / training-set size.
-      steps: number of noisy gradient steps taken.
-      delta: target delta (usually < 1 / training-set size).
+      noise_multiplier: sigma (noise std / clipping norm): 0, or in [MIN_NOISE, MAX_NOISE] =
+        [1e-100, 1e100]; with accountant "pld" at least PLD_MIN_NOISE = 0.1.
+      sample_rate: q = batch size / training-set size, in [0, 1].
+      steps: number of noisy gradient steps taken, an integer in [0, MAX_COUNT = 2**53].
+      delta: target delta in (0, 1) (usually < 1 / training-set size).
       accountant: "rdp" (Renyi DP over `orders`) or "pld" (privacy loss distributions, tighter;
-        needs dp_accounting).
+        needs dp_accounting; its cost grows as 1 / sigma^2, minutes near sigma 0.1).
       backend: "auto" (dp_accounting if installed, else built-in), "dp_accounting" or "builtin"
         (RDP only).
-      orders: RDP orders (accountant "rdp").
+      orders: RDP orders (accountant "rdp"), at least one, each finite, > 1 and at most
+        MAX_ORDER = 1e5.
       conversion: RDP -> (eps, delta) conversion, "improved" or "classic" (see the module
         docstring); "classic" only with the built-in backend.
     Returns:
@@ -255,6 +326,11 @@ def dp_sgd_epsilon(
         raise ValueError(f"dp_sgd_epsilon: accountant={accountant!r}; use one of {ACCOUNTANTS}")
     if backend not in BACKENDS:
         raise ValueError(f"dp_sgd_epsilon: backend={backend!r}; use one of {BACKENDS}")
+    if accountant == "rdp":
+        _check_orders("dp_sgd_epsilon", orders)
+    elif 0 < noise_multiplier < PLD_MIN_NOISE:
+        raise ValueError(f"dp_sgd_epsilon: noise_multiplier={noise_multiplier!r} is below "
+                         f"{PLD_MIN_NOISE} (the PLD accountant's minimum); use accountant='rdp'")
     if steps == 0 or sample_rate == 0:
         return 0.0
     if noise_multiplier == 0:
@@ -277,9 +353,24 @@ def dp_sgd_epsilon(
     return rdp_to_epsilon(orders, per_step * steps, delta, conversion=conversion)[0]
 
 
+def _check_counts(fn: str, **values: tuple[Any, int]) -> None:
+    """ValueError naming the first argument name=(value, lo) whose value is not an integer in
+    [lo, MAX_COUNT]."""
+    for name, (value, lo) in values.items():
+        if not _is_count(value, lo):
+            raise ValueError(f"{fn}: {name}={value!r} must be an integer in [{lo}, 2**53]")
+
+
 def dp_sgd_steps(n_train: int, batch_size: int, epochs: int, *, drop_remainder: bool = False) -> int:
     """Steps of `epochs` epochs as memjax's trainer counts them: ceil(N / B) per epoch (the
-    last partial batch is kept and masked), or floor(N / B) with `drop_remainder`."""
+    last partial batch is kept and masked), or floor(N / B) with `drop_remainder`.
+
+    Raises:
+      ValueError: naming n_train or batch_size unless an integer in [1, 2**53], or epochs
+        unless an integer in [0, 2**53].
+    """
+    _check_counts("dp_sgd_steps", n_train=(n_train, 1), batch_size=(batch_size, 1),
+                  epochs=(epochs, 0))
     per_epoch = n_train // batch_size if drop_remainder else math.ceil(n_train / batch_size)
     return max(per_epoch, 1) * int(epochs)
 
@@ -314,6 +405,7 @@ def config_epsilon(cfg: "TrainConfig", n_train: int, epochs: int | None = None, 
     """
     if not cfg.dp:
         return math.inf
+    _check_counts("config_epsilon", n_train=(n_train, 1))
     delta = cfg.dp_delta if cfg.dp_delta is not None else 1.0 / n_train
     return training_epsilon(cfg.dp_noise_multiplier, n_train, cfg.batch_size,
                             cfg.epochs if epochs is None else epochs, delta,
@@ -331,16 +423,30 @@ def noise_multiplier_for_epsilon(
 ) -> float:
     """The smallest noise multiplier (within `tol`) whose `dp_sgd_epsilon` is <= target.
 
-    Bisection: epsilon decreases with the noise multiplier. Keyword arguments go to
-    `dp_sgd_epsilon`.
+    Bisection: epsilon decreases with the noise multiplier. It stops once the bracket is
+    `tol` wide or cannot be split further (adjacent floats), so any tol > 0 terminates. The
+    search covers the usable noise multipliers (`dp_sgd_epsilon`: from MIN_NOISE, from
+    PLD_MIN_NOISE with accountant "pld") up to 1000. With no steps or sample_rate 0 epsilon is
+    0 whatever the noise, and the answer is 0.0. Keyword arguments go to `dp_sgd_epsilon`.
 
     Raises:
-      ValueError: a target <= 0, or one not reached by noise multipliers up to 1000.
+      ValueError: a target that is not a finite number > 0, a tol that is not a finite number
+        > 0, bad `dp_sgd_epsilon` arguments, or a target not reached by noise multipliers up
+        to 1000.
     """
-    if target_epsilon <= 0:
-        raise ValueError(f"noise_multiplier_for_epsilon: target {target_epsilon} must be > 0")
+    if not (_is_real(target_epsilon) and math.isfinite(target_epsilon) and target_epsilon > 0):
+        raise ValueError(f"noise_multiplier_for_epsilon: target_epsilon={target_epsilon!r} must "
+                         "be a finite number > 0")
+    if not (_is_real(tol) and math.isfinite(tol) and tol > 0):
+        raise ValueError(f"noise_multiplier_for_epsilon: tol={tol!r} must be a finite number > 0")
+    _check_args(1.0, sample_rate, steps, delta)
+    if steps == 0 or sample_rate == 0:
+        return 0.0
+    floor = PLD_MIN_NOISE if kwargs.get("accountant") == "pld" else MIN_NOISE
 
     def eps(s: float) -> float:
+        if s < floor:  # below the usable range: treated as too little noise
+            return math.inf
         return dp_sgd_epsilon(s, sample_rate, steps, delta, **kwargs)
 
     lo, hi = 0.0, 1.0
@@ -350,6 +456,8 @@ def noise_multiplier_for_epsilon(
             raise ValueError(f"noise_multiplier_for_epsilon: epsilon {target_epsilon} needs sigma > 1000")
     while hi - lo > tol:
         mid = 0.5 * (lo + hi)
+        if not lo < mid < hi:  # adjacent floats: the bracket is as narrow as it gets
+            break
         lo, hi = (mid, hi) if eps(mid) > target_epsilon else (lo, mid)
     return hi
 
@@ -360,7 +468,36 @@ def group_privacy(epsilon: float, delta: float, k: int = 2) -> tuple[float, floa
 
     k = 2 turns add/remove-one into replace-one, the relation between a UF model's training set
     and a baseline model's: (2 eps, (1 + e^eps) delta).
+
+    Args:
+      epsilon: a finite number >= 0.
+      delta: in [0, 1).
+      k: an integer in [1, 2**53].
+    Returns:
+      (k eps, group delta); the group delta is inf where it overflows a float (a delta above 1
+      says nothing anyway).
+    Raises:
+      ValueError: naming the argument outside those ranges.
     """
-    if k < 1:
-        raise ValueError(f"group_privacy: k={k} must be >= 1")
-    return k * epsilon, delta * float(sum(math.exp(i * epsilon) for i in range(k)))
+    if not (_is_real(epsilon) and math.isfinite(epsilon) and epsilon >= 0):
+        raise ValueError(f"group_privacy: epsilon={epsilon!r} must be a finite number >= 0")
+    if not (_is_real(delta) and 0.0 <= delta < 1.0):
+        raise ValueError(f"group_privacy: delta={delta!r} must be in [0, 1)")
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= 2**53:
+        raise ValueError(f"group_privacy: k={k!r} must be an integer in [1, 2**53]")
+    if k <= 100_000:  # the direct sum, unless it overflows
+        try:
+            total = float(sum(math.exp(i * epsilon) for i in range(k)))
+        except OverflowError:
+            total = math.inf
+        if math.isfinite(total):
+            return k * epsilon, delta * total
+    k_eps = float(k) * float(epsilon)
+    if delta == 0 or epsilon == 0:
+        return k_eps, float(delta) * float(k)
+    # log sum_{i<k} e^(i eps) = (k - 1) eps + log((1 - e^(-k eps)) / (1 - e^(-eps)))
+    log_sum = (k - 1) * epsilon + math.log(-math.expm1(-k_eps)) - math.log(-math.expm1(-epsilon))
+    try:
+        return k_eps, math.exp(math.log(delta) + log_sum)
+    except OverflowError:
+        return k_eps, math.inf

@@ -34,16 +34,47 @@ a target interval half-width (`seeds_needed`).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+import numbers
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats as sps
+
+from memjax.stats import _check_boot, _check_scores
 
 if TYPE_CHECKING:
     import pandas as pd
 
 NAN = float("nan")
 COMPONENTS = ("init", "order", "residual")
+MAX_SEEDS = 2**53  # largest seed count (mean_se, seeds_needed's max_n): a float holds it exactly
+
+
+def _check_table(fn: str, table: Any) -> np.ndarray:
+    """`table` as float64 [A, B]; ValueError naming `table` unless it is a 2-D table of finite
+    numbers with A, B >= 2 (drop missing or non-finite cells first: `crossed_table`)."""
+    try:
+        y = np.asarray(table, np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{fn}: table must be a finite [A, B] table of numbers with A, B >= 2"
+                         ) from None
+    if y.ndim != 2 or min(y.shape) < 2:
+        raise ValueError(f"{fn}: table must be a finite [A, B] table with A, B >= 2, got shape "
+                         f"{y.shape}")
+    if not np.isfinite(y).all():
+        raise ValueError(f"{fn}: table must be a finite [A, B] table with A, B >= 2, got "
+                         f"{int((~np.isfinite(y)).sum())} non-finite cells (keep the largest "
+                         "complete sub-table: crossed_table)")
+    return y
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _is_int(x: Any, lo: int, hi: float = math.inf) -> bool:
+    return (isinstance(x, numbers.Integral) and not isinstance(x, bool)) and lo <= x <= hi
 
 
 def largest_complete(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -175,11 +206,16 @@ def mean_interval(table: np.ndarray, alpha: float = 0.05) -> dict[str, float]:
 
     Args:
       table: [A, B] finite, A, B >= 2.
+      alpha: in (0, 1): a (1 - alpha) interval.
     Returns:
       mean, lo, hi, se, df, p_greater; a table with no variance at all gives se 0, the
       interval [mean, mean] and p NaN.
+    Raises:
+      ValueError: naming table (not 2-D, fewer than 2 rows or columns, a non-finite cell) or
+        alpha.
     """
-    y = np.asarray(table, np.float64)
+    y = _check_table("mean_interval", table)
+    _check_boot("mean_interval", 1, alpha)
     a, b = y.shape
     ms_a, ms_b, ms_e = _mean_squares(y)
     df_e = (a - 1) * (b - 1)
@@ -202,6 +238,9 @@ def decompose(table: np.ndarray, *, n_boot: int = 2000, alpha: float = 0.05, see
 
     Args:
       table: [A, B] one score per (init seed, order seed), A, B >= 2, all finite.
+      n_boot: bootstrap resamples of the shares, an integer >= 1.
+      alpha: in (0, 1): (1 - alpha) intervals.
+      seed: seeds the bootstrap (`numpy.random.default_rng`).
     Returns:
       var_<c>, var_<c>_lo, var_<c>_hi and share_<c>, share_<c>_lo, share_<c>_hi for c in
       init, order, residual (shares of var_init + var_order + var_residual, the variance of one
@@ -209,10 +248,11 @@ def decompose(table: np.ndarray, *, n_boot: int = 2000, alpha: float = 0.05, see
       mean, mean_lo, mean_hi (t interval of the table's mean, which accounts for models
       sharing an init or an order seed; Satterthwaite degrees of freedom mean_df); n_init,
       n_order.
+    Raises:
+      ValueError: naming table (as `mean_interval`), n_boot or alpha.
     """
-    y = np.asarray(table, np.float64)
-    if y.ndim != 2 or min(y.shape) < 2 or not np.isfinite(y).all():
-        raise ValueError(f"decompose: need a finite [A, B] table with A, B >= 2, got {y.shape}")
+    y = _check_table("decompose", table)
+    _check_boot("decompose", n_boot, alpha)
     a, b = y.shape
     est = _components(y)
     rng = np.random.default_rng(seed)
@@ -259,7 +299,20 @@ def mean_se(var_init: float, var_order: float, var_residual: float, n_init: int,
     n_order=None means every model has its own order seed as well as its own init seed (the
     usual `seed_mode="same"`, n_init models): var / n. Otherwise n_init x n_order crossed:
     var_init / A + var_order / B + var_residual / (A B).
+
+    Raises:
+      ValueError: naming a variance that is not a finite number >= 0, or a count (n_init,
+        n_order) that is not an integer in [1, MAX_SEEDS = 2**53].
     """
+    for name, v in (("var_init", var_init), ("var_order", var_order),
+                    ("var_residual", var_residual)):
+        if not (_is_real(v) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"mean_se: {name}={v!r} must be a finite number >= 0")
+    for name, n in (("n_init", n_init), ("n_order", n_order)):
+        if not (n is None and name == "n_order") and not _is_int(n, 1, MAX_SEEDS):
+            raise ValueError(f"mean_se: {name}={n!r} must be an integer in [1, 2**53]"
+                             + (" or None" if name == "n_order" else ""))
+    n_init, n_order = int(n_init), None if n_order is None else int(n_order)
     if n_order is None:
         return float(np.sqrt((var_init + var_order + var_residual) / n_init))
     return float(np.sqrt(var_init / n_init + var_order / n_order
@@ -272,9 +325,16 @@ def seeds_needed(sd: float, half_width: float, alpha: float = 0.05, max_n: int =
 
     `sd` is the standard deviation of one model's score (or of a UF-minus-twin difference, for
     the paired interval). Returns max_n + 1 when even max_n models are not enough.
+
+    Raises:
+      ValueError: sd not a number >= 0, half_width not a number > 0, alpha outside (0, 1), or
+        max_n not an integer in [2, MAX_SEEDS].
     """
-    if not (sd >= 0 and half_width > 0):
-        raise ValueError(f"seeds_needed: sd={sd} must be >= 0 and half_width={half_width} > 0")
+    if not (_is_real(sd) and _is_real(half_width) and sd >= 0 and half_width > 0):
+        raise ValueError(f"seeds_needed: sd={sd!r} must be >= 0 and half_width={half_width!r} > 0")
+    _check_boot("seeds_needed", 1, alpha)
+    if not _is_int(max_n, 2, MAX_SEEDS):
+        raise ValueError(f"seeds_needed: max_n={max_n!r} must be an integer in [2, 2**53]")
     lo, hi = 2, max_n + 1
 
     def ok(n: int) -> bool:
@@ -298,11 +358,37 @@ def crossed_decomposition(models: "pd.DataFrame", scores: tuple[str, ...] = ("M_
     score, and the UF-minus-twin difference. Rows: study, score, of ('uf', 'baseline',
     'uf-baseline'), n_dropped_init, n_dropped_order (seeds dropped for missing or invalid
     cells, `crossed_table`), then `decompose`'s keys. Other studies are skipped.
+
+    Args:
+      models: a models table with a "condition" column and every column of `scores` (numbers;
+        NaN for a missing score); "init_seed", "order_seed", "study", "placement" and "valid"
+        are used when present.
+      scores: a list or tuple of score column names (not a bare string).
+    Raises:
+      ValueError: naming models (not a DataFrame), a missing column, a score column that is
+        not numeric, scores, n_boot.
     """
     import pandas as pd
 
     from memjax.stats import crossed_seeds, only_valid
 
+    if not isinstance(models, pd.DataFrame):
+        raise ValueError(f"crossed_decomposition: models must be a pandas DataFrame, got "
+                         f"{type(models).__name__}")
+    scores = _check_scores("crossed_decomposition", scores)
+    _check_boot("crossed_decomposition", n_boot)
+    missing = [c for c in ["condition", *scores] if c not in models.columns]
+    if missing:
+        raise ValueError(f"crossed_decomposition: models has no column {missing[0]!r} "
+                         f"(columns: {list(models.columns)})")
+    numeric = {}
+    for score in scores:
+        try:
+            numeric[score] = models[score].to_numpy(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"crossed_decomposition: score column {score!r} holds values that "
+                             "are not numbers") from None
+    models = models.assign(**numeric)
     rows = []
     models = only_valid(models)
     studies = models.groupby("study", sort=False) if "study" in models else [("", models)]

@@ -146,3 +146,107 @@ def test_group_privacy():
     assert acc.group_privacy(1.0, 1e-5, 1) == (1.0, 1e-5)
     eps2, delta2 = acc.group_privacy(1.0, 1e-5, 2)
     assert eps2 == 2.0 and delta2 == pytest.approx(1e-5 * (1 + math.e))
+
+
+# --------------------------------------------------------------------------- bad input
+# Each case is a ValueError naming the argument, raised before any accounting (no raw
+# OverflowError / ZeroDivisionError / TypeError, no hang, no silent NaN or 0).
+
+NAN, INF = float("nan"), float("inf")
+OK = dict(noise_multiplier=1.0, sample_rate=0.01, steps=10, delta=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["builtin", "auto"])
+@pytest.mark.parametrize("bad, match", [
+    (dict(steps=NAN), "steps"), (dict(steps=INF), "steps"), (dict(steps="5"), "steps"),
+    (dict(steps=True), "steps"), (dict(steps=2.5), "steps"), (dict(steps=-1), "steps"),
+    (dict(steps=10**400), "steps"),
+    (dict(noise_multiplier="1"), "noise_multiplier"), (dict(noise_multiplier=None), "noise_multiplier"),
+    (dict(noise_multiplier=NAN), "noise_multiplier"), (dict(noise_multiplier=1e-300), "noise_multiplier"),
+    (dict(noise_multiplier=1e300), "noise_multiplier"), (dict(sample_rate="0.1"), "sample_rate"),
+    (dict(delta=None), "delta"), (dict(orders=[]), "orders"), (dict(orders=[NAN]), "orders"),
+    (dict(orders=[INF]), "orders"), (dict(orders=[1e9]), "orders"), (dict(orders=[0.5, 2.0]), "orders"),
+    (dict(orders=["2"]), "orders"),
+])
+def test_dp_sgd_epsilon_refuses_bad_arguments(backend, bad, match):
+    with pytest.raises(ValueError, match=match):
+        acc.dp_sgd_epsilon(**(OK | bad), backend=backend)
+
+
+def test_pld_refuses_a_noise_multiplier_below_its_minimum():
+    with pytest.raises(ValueError, match="noise_multiplier.*rdp"):
+        acc.dp_sgd_epsilon(1e-3, 0.01, 10, 1e-5, accountant="pld")
+
+
+def test_noise_multiplier_range_ends_give_the_limits():
+    # The ends of [MIN_NOISE, MAX_NOISE] still compute: eps astronomically large, or 0 (the
+    # improved conversion; classic: log(1/delta) / (max order - 1)).
+    assert 1e200 < acc.dp_sgd_epsilon(acc.MIN_NOISE, 0.01, 10, 1e-5, backend="builtin") < INF
+    assert acc.dp_sgd_epsilon(acc.MAX_NOISE, 0.01, 10, 1e-5, backend="builtin") == 0.0
+    classic = acc.dp_sgd_epsilon(acc.MAX_NOISE, 0.01, 10, 1e-5, backend="builtin", conversion="classic")
+    assert classic == pytest.approx(math.log(1e5) / (512 - 1))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: acc.rdp_sampled_gaussian(0.01, NAN, [2.0]), "noise_multiplier"),
+    (lambda: acc.rdp_sampled_gaussian(0.01, 1e-300, [2.0]), "noise_multiplier"),
+    (lambda: acc.rdp_sampled_gaussian(0.01, 1e300, [2.0]), "noise_multiplier"),
+    (lambda: acc.rdp_sampled_gaussian(0.01, 1.0, []), "orders"),
+    (lambda: acc.rdp_sampled_gaussian(0.01, 1.0, [NAN]), "orders"),
+    (lambda: acc.rdp_sampled_gaussian(0.01, 1.0, [1e9]), "orders"),
+    (lambda: acc.rdp_sampled_gaussian(NAN, 1.0, [2.0]), "q"),
+    (lambda: acc.rdp_to_epsilon([2.0, 4.0], [NAN, 1.0], 1e-5), "rdp"),
+    (lambda: acc.rdp_to_epsilon([2.0, 4.0], ["a", 1.0], 1e-5), "rdp"),
+    (lambda: acc.rdp_to_epsilon([NAN, 4.0], [1.0, 1.0], 1e-5), "orders"),
+    (lambda: acc.rdp_to_epsilon([1.0, 4.0], [1.0, 1.0], 1e-5, conversion="classic"), "orders"),
+    (lambda: acc.rdp_to_epsilon([], [], 1e-5), "orders"),
+    (lambda: acc.training_epsilon(1.0, 0, 32, 1, 1e-5), "n_train"),
+    (lambda: acc.training_epsilon(1.0, 100, 0, 1, 1e-5), "batch_size"),
+    (lambda: acc.training_epsilon(1.0, 100, 10, -1, 1e-5), "epochs"),
+    (lambda: acc.dp_sgd_steps(100, 10, 2.5), "epochs"),
+    (lambda: acc.noise_multiplier_for_epsilon(NAN, 0.01, 100, 1e-5), "target_epsilon"),
+    (lambda: acc.noise_multiplier_for_epsilon(INF, 0.01, 100, 1e-5), "target_epsilon"),
+    (lambda: acc.noise_multiplier_for_epsilon(1.0, 0.01, 100, 1e-5, tol=0), "tol"),
+    (lambda: acc.noise_multiplier_for_epsilon(1.0, 0.01, 100, 1e-5, tol=-1), "tol"),
+    (lambda: acc.noise_multiplier_for_epsilon(1.0, 0.01, 100, 1e-5, tol=NAN), "tol"),
+    (lambda: acc.noise_multiplier_for_epsilon(1.0, 0.01, NAN, 1e-5), "steps"),
+    (lambda: acc.group_privacy(1.0, 1e-5, 2.5), "k"),
+    (lambda: acc.group_privacy(1.0, 1e-5, 0), "k"),
+    (lambda: acc.group_privacy(1.0, 1e-5, True), "k"),
+    (lambda: acc.group_privacy(NAN, 1e-5, 2), "epsilon"),
+    (lambda: acc.group_privacy(-1.0, 1e-5, 2), "epsilon"),
+    (lambda: acc.group_privacy(1.0, 2.0, 2), "delta"),
+    (lambda: acc.group_privacy(1.0, NAN, 2), "delta"),
+])
+def test_accounting_helpers_refuse_bad_arguments(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_config_epsilon_refuses_an_empty_training_set():
+    from memjax.config import TrainConfig
+
+    cfg = TrainConfig(batch_size=128, epochs=1, dp_clip_norm=1.0, dp_noise_multiplier=1.0)
+    with pytest.raises(ValueError, match="n_train"):
+        acc.config_epsilon(cfg, 0, backend="builtin")
+
+
+def test_noise_search_terminates_with_a_tiny_tol_and_knows_no_steps_need_no_noise():
+    kw = dict(backend="builtin", orders=[2.0, 8.0, 32.0])
+    sigma = acc.noise_multiplier_for_epsilon(2.0, 0.01, 100, 1e-5, tol=1e-300, **kw)
+    assert acc.dp_sgd_epsilon(sigma, 0.01, 100, 1e-5, **kw) <= 2.0
+    assert acc.dp_sgd_epsilon(math.nextafter(sigma, 0), 0.01, 100, 1e-5, **kw) > 2.0
+    assert acc.noise_multiplier_for_epsilon(1.0, 0.01, 0, 1e-5) == 0.0
+    assert acc.noise_multiplier_for_epsilon(1.0, 0.0, 100, 1e-5) == 0.0
+
+
+def test_group_privacy_overflows_to_inf_and_large_groups_are_fast():
+    assert acc.group_privacy(1000.0, 1e-5, 2) == (2000.0, math.inf)
+    assert acc.group_privacy(1000.0, 0.0, 2) == (2000.0, 0.0)  # pure DP stays pure
+    # Past the direct sum: the closed form (e^(k eps) - 1) / (e^eps - 1), in logs.
+    eps, delta = acc.group_privacy(0.01, 1e-5, 200_000)
+    assert eps == pytest.approx(2000.0)
+    assert delta == math.inf
+    eps, delta = acc.group_privacy(1e-6, 1e-5, 200_000)
+    assert delta == pytest.approx(1e-5 * math.expm1(0.2) / math.expm1(1e-6), rel=1e-9)
+    assert acc.group_privacy(0.0, 1e-5, 2**53)[1] == pytest.approx(1e-5 * 2**53)

@@ -164,3 +164,84 @@ def test_crossed_decomposition_of_a_models_table():
     assert by.loc["baseline", "n_dropped_init"] == 0 and by.loc["baseline", "n_init"] == 6
     # The twin shares both seeds: the difference has almost no init or order variance.
     assert by.loc["uf-baseline", "var_init"] < 0.1 * by.loc["baseline", "var_init"]
+
+
+# --------------------------------------------------------------------------- bad input
+# Each case is a ValueError naming the argument, before any work: no zero-width interval from
+# a 1 x B table, no silent NaN, no raw TypeError / KeyError / ZeroDivisionError.
+
+NAN = float("nan")
+GOOD = _crossed(3, 3, 1.0, 0.5, 0.2, seed=7)
+
+
+@pytest.mark.parametrize("fn", [sv.mean_interval, lambda t, **kw: sv.decompose(t, n_boot=10, **kw)])
+@pytest.mark.parametrize("table, kw, match", [
+    (np.array([[1, 2, 3, 4, 5.0]]), {}, "table.*A, B >= 2"),
+    (np.array([[1.0], [2.0], [3.0]]), {}, "table.*A, B >= 2"),
+    (np.array([[1, NAN], [2, 3.0]]), {}, "table.*non-finite"),
+    (np.array([[1, np.inf], [2, 3.0]]), {}, "table.*non-finite"),
+    (np.ones(4), {}, "table"),
+    (np.ones((2, 2, 2)), {}, "table"),
+    (np.array([["a", "b"], ["c", "d"]]), {}, "table"),
+    (GOOD, {"alpha": 0}, "alpha"), (GOOD, {"alpha": 2}, "alpha"), (GOOD, {"alpha": NAN}, "alpha"),
+    (GOOD, {"alpha": 1.5}, "alpha"),
+])
+def test_mean_interval_and_decompose_refuse_bad_tables_and_alpha(fn, table, kw, match):
+    with pytest.raises(ValueError, match=match):
+        fn(table, **kw)
+
+
+@pytest.mark.parametrize("n_boot", [0, -1, 2.5, True, "100"])
+def test_decompose_refuses_a_bad_n_boot(n_boot):
+    with pytest.raises(ValueError, match="n_boot"):
+        sv.decompose(GOOD, n_boot=n_boot)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(alpha=NAN), "alpha"), (dict(alpha=1.5), "alpha"), (dict(alpha=0.0), "alpha"),
+    (dict(max_n=-5), "max_n"), (dict(max_n=1), "max_n"), (dict(max_n=2.5), "max_n"),
+    (dict(sd=NAN), "sd"), (dict(sd="1"), "sd"), (dict(half_width=None), "half_width"),
+])
+def test_seeds_needed_refuses_bad_arguments(kw, match):
+    with pytest.raises(ValueError, match=match):
+        sv.seeds_needed(**(dict(sd=1.0, half_width=0.1) | kw))
+
+
+@pytest.mark.parametrize("args, match", [
+    ((1.0, 1.0, 1.0, 0), "n_init"), ((1.0, 1.0, 1.0, 2.5), "n_init"),
+    ((1.0, 1.0, 1.0, 4, 0), "n_order"), ((-5.0, 1.0, 1.0, 2), "var_init"),
+    ((1.0, NAN, 1.0, 2), "var_order"), ((1.0, 1.0, np.inf, 2, 2), "var_residual"),
+    ((1.0, 1.0, "1", 2), "var_residual"),
+])
+def test_mean_se_refuses_bad_arguments(args, match):
+    with pytest.raises(ValueError, match=match):
+        sv.mean_se(*args)
+
+
+def _models_table() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame([{"condition": c, "init_seed": i, "order_seed": j, "placement": 0,
+                          "valid": True, "M_score": rng.normal(), "PD_M": rng.normal()}
+                         for i in range(3) for j in range(3) for c in ("uf", "baseline")])
+
+
+@pytest.mark.parametrize("models, kw, match", [
+    (pd.DataFrame(), {}, "column 'condition'"),
+    (pd.DataFrame({"valid": [True]}), {}, "column 'condition'"),
+    (_models_table(), {"scores": ("nope",)}, "column 'nope'"),
+    (_models_table(), {"scores": "M_score"}, "scores"),
+    (_models_table().assign(M_score="x"), {}, "'M_score'.*not numbers"),
+    (_models_table(), {"n_boot": 0}, "n_boot"),
+    (_models_table().to_dict("records"), {}, "models"),
+])
+def test_crossed_decomposition_names_the_missing_column_or_argument(models, kw, match):
+    with pytest.raises(ValueError, match=match):
+        sv.crossed_decomposition(models, **kw)
+
+
+def test_crossed_decomposition_reads_a_numeric_text_column():
+    # A CSV round trip may leave numbers as an object column: read as numbers, same result.
+    models = _models_table()
+    as_object = models.assign(M_score=models["M_score"].astype(object))
+    pd.testing.assert_frame_equal(sv.crossed_decomposition(as_object, ("M_score",), n_boot=20),
+                                  sv.crossed_decomposition(models, ("M_score",), n_boot=20))

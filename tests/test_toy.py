@@ -120,6 +120,33 @@ def test_config_validation():
         ToyConfig(runs_axis="pmap").validate()
 
 
+@pytest.mark.parametrize("field, value", [
+    ("root_seed", 10**30), ("root_seed", 2**32), ("root_seed", -1), ("data_seed", 2**70),
+    ("data_seed", 2**32), ("data_seed", 1.5), ("learning_rate", 1e-60), ("learning_rate", 1e39),
+    ("learning_rate", float("nan")), ("learning_rate", None), ("n_runs", 10**12),
+    ("n_runs", "5"), ("n_runs", 2.5), ("n_points", 10**12), ("epochs", 10**9),
+    ("hidden", (10**9,)), ("hidden", (32, 2.5)), ("hidden", (8,) * 65), ("hidden", ()),
+    ("chunk_size", 2.5), ("sigmas", ("a",)), ("noise", "0.1"), ("alpha", None),
+])
+def test_config_validation_bounds_every_field(field, value):
+    # Seeds as NumPy's RandomState and the JAX key take them, a learning rate that is still
+    # positive in float32, sizes that cannot exhaust memory; a ConfigError naming the field.
+    with pytest.raises(ConfigError, match=f"ToyConfig.{field}"):
+        ToyConfig(**{field: value}).validate()
+
+
+def test_config_validation_accepts_the_bounds_and_cli_overrides_are_checked():
+    from memjax.config import override
+    from memjax.toy import config as toy_config
+
+    ToyConfig(root_seed=2**32 - 1, data_seed=2**32 - 1, n_runs=toy_config.MAX_RUNS,
+              n_points=toy_config.MAX_POINTS, epochs=toy_config.MAX_EPOCHS, learning_rate=1e-30,
+              hidden=(toy_config.MAX_WIDTH,) * toy_config.MAX_LAYERS, chunk_size=10**9).validate()
+    # `memjax run toy-rare-concept --set n_runs=1e12`: JSON 1e12 becomes the int 10**12.
+    with pytest.raises(ConfigError, match="ToyConfig.n_runs"):
+        override(ToyConfig(), ["n_runs=1e12"]).validate()
+
+
 # --------------------------------------------------------------------------- model
 
 

@@ -12,8 +12,10 @@ Overrides go through `dataclasses.replace`.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
+from memjax.config import SEED_MAX
 from memjax.errors import ConfigError
 
 
@@ -21,6 +23,14 @@ from memjax.errors import ConfigError
 # progress bar's granularity depends on it.
 CPU_CHUNK = 25
 RUNS_AXES = ("auto", "vmap", "map")
+# Upper bounds: far above any real experiment (the reference: 500 runs, 1,000 points, 100
+# epochs, widths 128), low enough that a typo (n_runs=1e12) is refused instead of ending in a
+# MemoryError or a run that never finishes.
+MAX_RUNS = 1_000_000  # as StudyConfig's population size (memjax.config.MAX_MODELS)
+MAX_POINTS = 1_000_000  # 1,000 x the reference; activations [n_points, width] of 0.5 GB per run
+MAX_EPOCHS = 100_000  # as StudyConfig's train.epochs (memjax.config.MAX_EPOCHS)
+MAX_WIDTH = 4_096  # two such layers: 64 MiB of float32 weights per run (x3 with Adam's moments)
+MAX_LAYERS = 64
 
 
 def _on_cpu() -> bool:
@@ -91,36 +101,67 @@ class ToyConfig:
     def validate(self) -> ToyConfig:
         """Check every field; returns self so calls chain.
 
+        Rules: sigmas a non-empty list of finite numbers >= 0; n_points an integer in
+        [2, MAX_POINTS]; noise finite and >= 0; n_runs in [1, MAX_RUNS] and epochs in
+        [1, MAX_EPOCHS], integers; learning_rate finite and > 0 once cast to float32 (what
+        reaches XLA: 1e-60 would be 0 and train nothing); hidden 1 to MAX_LAYERS integer widths
+        in [1, MAX_WIDTH]; alpha in (0, 1); chunk_size None or an integer >= 1; runs_axis one
+        of RUNS_AXES; data_seed and root_seed integers in [0, 2**32) (NumPy's seeding and the
+        JAX key take no more).
+
         Raises:
           ConfigError: naming the field at fault and the values it accepts.
         """
-        if not self.sigmas:
+        def real(x) -> bool:
+            return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+        def integer(name: str, lo: int, hi: int) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not lo <= v <= hi:
+                raise ConfigError(f"ToyConfig.{name} is {v!r}; it must be an integer in "
+                                  f"[{lo}, {hi}].")
+
+        if not isinstance(self.sigmas, (tuple, list)) or not self.sigmas:
             raise ConfigError("ToyConfig.sigmas is empty; give at least one sigma, e.g. (0.0,).")
         for s in self.sigmas:
-            if not (math.isfinite(s) and s >= 0):
+            if not (real(s) and s >= 0):
                 raise ConfigError(f"ToyConfig.sigmas holds {s!r}; sigmas are finite and >= 0.")
         # The canary is the class-1 point at position n_points // 4 among the n_points -
         # n_points // 2 class-1 points, which exists for every n_points >= 2.
-        if self.n_points < 2:
-            raise ConfigError(f"ToyConfig.n_points is {self.n_points}; it must be >= 2.")
-        if not (math.isfinite(self.noise) and self.noise >= 0):
+        integer("n_points", 2, MAX_POINTS)
+        if not (real(self.noise) and self.noise >= 0):
             raise ConfigError(f"ToyConfig.noise is {self.noise!r}; it must be finite and >= 0.")
-        for name in ("n_runs", "epochs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"ToyConfig.{name} is {getattr(self, name)}; it must be >= 1.")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ConfigError(f"ToyConfig.learning_rate is {self.learning_rate!r}; it must be > 0.")
-        if not self.hidden or any(h < 1 for h in self.hidden):
-            raise ConfigError(f"ToyConfig.hidden is {self.hidden!r}; give positive widths.")
-        if not 0 < self.alpha < 1:
+        integer("n_runs", 1, MAX_RUNS)
+        integer("epochs", 1, MAX_EPOCHS)
+        if not (real(self.learning_rate) and _f32_positive(self.learning_rate)):
+            raise ConfigError(f"ToyConfig.learning_rate is {self.learning_rate!r}; it must be > 0 "
+                              "and finite in float32 (1e-60 would be 0 there).")
+        if (not isinstance(self.hidden, (tuple, list)) or not 1 <= len(self.hidden) <= MAX_LAYERS
+                or any(isinstance(h, bool) or not isinstance(h, numbers.Integral)
+                       or not 1 <= h <= MAX_WIDTH for h in self.hidden)):
+            raise ConfigError(f"ToyConfig.hidden is {self.hidden!r}; give 1 to {MAX_LAYERS} "
+                              f"integer widths in [1, {MAX_WIDTH}].")
+        if not (real(self.alpha) and 0 < self.alpha < 1):
             raise ConfigError(f"ToyConfig.alpha is {self.alpha!r}; it must lie in (0, 1).")
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise ConfigError(f"ToyConfig.chunk_size is {self.chunk_size}; use >= 1 or None.")
+        if self.chunk_size is not None and (
+                isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, numbers.Integral)
+                or self.chunk_size < 1):
+            raise ConfigError(f"ToyConfig.chunk_size is {self.chunk_size!r}; use an integer >= 1 "
+                              "or None.")
         if self.runs_axis not in RUNS_AXES:
             raise ConfigError(f"ToyConfig.runs_axis is {self.runs_axis!r}; use one of {RUNS_AXES}.")
-        if self.data_seed < 0 or self.root_seed < 0:
-            raise ConfigError("ToyConfig.data_seed and root_seed must be >= 0.")
+        for name in ("data_seed", "root_seed"):
+            integer(name, 0, SEED_MAX - 1)
         return self
+
+
+def _f32_positive(x: float) -> bool:
+    """Positive and finite once cast to float32 (what reaches XLA)."""
+    import numpy as np
+
+    with np.errstate(over="ignore", under="ignore"):
+        v = np.float32(x)
+    return bool(np.isfinite(v) and v > 0)
 
 
 TOY_REFERENCE = ToyConfig()
