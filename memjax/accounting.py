@@ -75,15 +75,17 @@ _SERIES_MAX_TERMS = 1000
 
 
 def _is_real(x: Any) -> bool:
-    """A real number (Python or NumPy), not a bool or a string."""
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+    """A real number (Python, NumPy scalar or 0-d array), not a bool or a string."""
+    if isinstance(x, np.ndarray) and x.ndim == 0:
+        x = x[()]
+    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
 
 
 def _check_noise(fn: str, noise_multiplier: Any) -> None:
     """ValueError naming `noise_multiplier` (after "fn: " when fn is given) unless it is 0 or a
-    number in [MIN_NOISE, MAX_NOISE]."""
-    if not (_is_real(noise_multiplier) and (noise_multiplier == 0
-                                            or MIN_NOISE <= noise_multiplier <= MAX_NOISE)):
+    number in [MIN_NOISE, MAX_NOISE] (compared in float64: MAX_NOISE overflows float32)."""
+    if not (_is_real(noise_multiplier) and (float(noise_multiplier) == 0
+                                            or MIN_NOISE <= float(noise_multiplier) <= MAX_NOISE)):
         raise ValueError(f"{fn + ': ' if fn else ''}noise_multiplier={noise_multiplier!r} must be "
                          f"0 or a number in [{MIN_NOISE:g}, {MAX_NOISE:g}]")
 

@@ -132,44 +132,47 @@ def check_dir(path: str | os.PathLike) -> CheckReport:
         names = _check_sweep_spec(path, {s.relative_to(path).as_posix() for s in subs}, report)
     tables = {table.name: _read_csv(table, report) for table in sorted(path.glob("*.csv"))}
     if names is not None:
-        complete = {r.path.relative_to(path / SWEEP_STUDIES).as_posix() for r in report.runs
-                    if r.ok and r.kind == "scored" and r.path.parent == path / SWEEP_STUDIES}
-        _check_combined(path, tables, complete & set(names), report)
+        scored = {r.path.name: r.ok for r in report.runs
+                  if r.kind == "scored" and r.path.parent == path / SWEEP_STUDIES}
+        _check_combined(path, tables, {n: scored[n] for n in names if n in scored},
+                        finished=all(n in scored for n in names), report=report)
     return report
 
 
-def _check_combined(sweep: Path, tables: dict, complete: set[str], report: CheckReport) -> None:
-    """The combined tables hold what `memjax sweep` would combine now: every complete, intact
-    study and nothing else (a kill between the tables' writes, or a study damaged or removed
-    since, leaves them disagreeing)."""
+def _check_combined(sweep: Path, tables: dict, scored: dict[str, bool], *, finished: bool,
+                    report: CheckReport) -> None:
+    """The combined tables hold what `memjax sweep` combines: the scored studies, each intact
+    one (a kill between the tables' writes, or a study removed since, leaves them
+    disagreeing). A damaged study is judged by its own report, whichever table holds it; the
+    tables are only expected to be complete once every study of the sweep is scored (a sweep
+    still running combines at the end of each worker).
+
+    Args:
+      scored: {study name: intact} of the studies of sweep.json that are scored.
+      finished: every study of sweep.json is scored.
+    """
     fix = f"rerun the sweep, or `memjax sweep SPEC --out {sweep} --combine-only`"
-    if complete and not (sweep / COMBINED_TABLES[0]).is_file():
-        report.problems.append(f"{COMBINED_TABLES[0]} missing though {len(complete)} studies "
+    intact = {n for n, ok in scored.items() if ok}
+    if finished and intact and not (sweep / COMBINED_TABLES[0]).is_file():
+        report.problems.append(f"{COMBINED_TABLES[0]} missing though {len(intact)} studies "
                                f"are complete; {fix}")
-    held: dict[str, set[str]] = {}
     for name in (*COMBINED_TABLES, COMBINED_CONTRASTS):
-        table = tables.get(name)
-        if table is None:
+        if tables.get(name) is None:  # absent, or unreadable (already a problem)
             continue
-        if "study" not in table.columns:
+        if "study" not in tables[name].columns:
             report.problems.append(f"{name}: no 'study' column; not a combined table")
             continue
-        held[name] = {str(v) for v in table["study"].dropna().unique()}
-    for name in COMBINED_TABLES:
-        if name not in held:
-            continue
-        extra, left_out = sorted(held[name] - complete), sorted(complete - held[name])
+        # Study names as written: pandas would read "None" as NaN and "1e-3" as 0.001.
+        held = set(pd.read_csv(sweep / name, usecols=["study"], dtype=str,
+                               keep_default_na=False)["study"])
+        extra = sorted(held - set(scored))
         if extra:
-            report.problems.append(f"{name}: holds studies that are not complete and intact "
-                                   f"on disk: {', '.join(extra)}; {fix}")
-        if left_out:
+            report.problems.append(f"{name}: holds studies that are not complete on disk: "
+                                   f"{', '.join(extra)}; {fix}")
+        left_out = sorted(intact - held)
+        if finished and name in COMBINED_TABLES and left_out:
             report.problems.append(f"{name}: leaves out complete studies "
                                    f"{', '.join(left_out)}; {fix}")
-    if COMBINED_CONTRASTS in held:
-        extra = sorted(held[COMBINED_CONTRASTS] - complete)
-        if extra:
-            report.problems.append(f"{COMBINED_CONTRASTS}: contrasts studies that are not "
-                                   f"complete and intact on disk: {', '.join(extra)}; {fix}")
 
 
 def _looks_like_run(p: Path) -> bool:

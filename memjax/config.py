@@ -443,8 +443,12 @@ def validate(cfg: StudyConfig) -> StudyConfig:
     _check(t.data_order in ("shuffled", "fixed"), f"train.data_order={t.data_order!r}: use shuffled or fixed")
     _check(t.dp_clip_norm is None or (_finite(t.dp_clip_norm) and t.dp_clip_norm > 0),
            f"train.dp_clip_norm={t.dp_clip_norm}: must be > 0 or null")
-    _check(_finite(t.dp_noise_multiplier) and t.dp_noise_multiplier >= 0,
-           f"train.dp_noise_multiplier={t.dp_noise_multiplier}: must be >= 0")
+    from memjax.accounting import MAX_NOISE, MIN_NOISE  # the accountant's usable range
+
+    _check(_finite(t.dp_noise_multiplier) and (
+        t.dp_noise_multiplier == 0 or MIN_NOISE <= t.dp_noise_multiplier <= MAX_NOISE),
+        f"train.dp_noise_multiplier={t.dp_noise_multiplier}: must be 0 or in "
+        f"[{MIN_NOISE:g}, {MAX_NOISE:g}] (the accountant's range)")
     _check(t.dp_delta is None or (_finite(t.dp_delta) and 0 < t.dp_delta < 1),
            f"train.dp_delta={t.dp_delta}: must be in (0, 1) or null")
     if t.dp:

@@ -203,6 +203,10 @@ def check_workdir(workdir: str | Path, kind: str = "run") -> Path:
             if (workdir / name).is_dir():
                 raise ConfigError(f"workdir {workdir}: {workdir / name} is a directory where "
                                   "memjax writes a file; move it away")
+        figures = workdir / R.FIGURES
+        if (figures.exists() or figures.is_symlink()) and not figures.is_dir():
+            raise ConfigError(f"workdir {workdir}: {figures} is not a directory, where memjax "
+                              "writes the figures; move it away")
     return workdir
 
 
@@ -409,10 +413,13 @@ def resummarise(workdir: str | Path) -> R.RunResults:
     wall times. The manifest is removed first, so an interrupted call leaves a run that
     `memjax check` reports incomplete, and rewritten last.
 
-    Needs only config.json and models.csv, so it also rebuilds a lost summary.csv.
+    Reads only config.json and models.csv, so it also rebuilds a lost summary.csv; but the new
+    manifest vouches for every file it keeps, so each file the old MANIFEST.json lists (other
+    than the summary, report and figures it rewrites) must still match it.
 
     Raises:
-      ResultsError: the run is not scored (no models.csv) or a file is corrupt.
+      ResultsError: the run is not scored (no models.csv), a file is corrupt, or a file changed
+        or went missing since the manifest was written (delete MANIFEST.json to accept it).
     """
     import re
 

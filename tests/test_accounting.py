@@ -250,3 +250,13 @@ def test_group_privacy_overflows_to_inf_and_large_groups_are_fast():
     eps, delta = acc.group_privacy(1e-6, 1e-5, 200_000)
     assert delta == pytest.approx(1e-5 * math.expm1(0.2) / math.expm1(1e-6), rel=1e-9)
     assert acc.group_privacy(0.0, 1e-5, 2**53)[1] == pytest.approx(1e-5 * 2**53)
+
+
+def test_numpy_scalars_and_0d_arrays_are_numbers_without_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # MAX_NOISE compared in float32 overflowed
+        a = acc.dp_sgd_epsilon(np.float32(1.1), 0.01, 1000, 1e-5, accountant="rdp")
+        b = acc.dp_sgd_epsilon(np.asarray(1.1), 0.01, 1000, 1e-5, accountant="rdp")
+    assert np.isfinite(a) and b == acc.dp_sgd_epsilon(1.1, 0.01, 1000, 1e-5, accountant="rdp")

@@ -365,15 +365,21 @@ def test_a_run_and_a_sweep_never_share_a_directory(sweep_copy):
     assert check_dir(sweep_copy).ok
 
 
-@pytest.mark.parametrize("name", [R.MANIFEST, R.MODELS_CSV])
+@pytest.mark.parametrize("name", [R.MANIFEST, R.MODELS_CSV, R.FIGURES])
 def test_scoring_refuses_a_directory_where_it_writes_a_file(sweep_copy, name):
     from memjax.study import score_stage
 
     run = sweep_copy / "studies" / PLAIN
     (run / R.MANIFEST).unlink()
-    (run / name).unlink(missing_ok=True)
-    (run / name).mkdir()
-    with pytest.raises(ConfigError, match=f"{name} is a directory where memjax writes a file"):
+    if name == R.FIGURES:  # the other way round: a file where the figures folder goes
+        shutil.rmtree(run / name)
+        (run / name).write_text("x")
+        match = "figures is not a directory"
+    else:
+        (run / name).unlink(missing_ok=True)
+        (run / name).mkdir()
+        match = f"{name} is a directory where memjax writes a file"
+    with pytest.raises(ConfigError, match=match):
         score_stage(run, progress=False)
     res = _cli("score", str(run), "--no-progress")
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
@@ -389,17 +395,50 @@ def test_check_compares_the_combined_tables_with_the_studies(sweep_copy):
     assert "--combine-only" in text
     sweep.combine(sweep_copy)
     assert check_dir(sweep_copy).ok
-    # A study damaged after the tables were written: they still hold it.
-    _edit_models(sweep_copy / "studies" / OTHER, lambda d: d.head(1))
+    # A study removed after the tables were written: they still hold it.
+    shutil.move(sweep_copy / "studies" / OTHER, sweep_copy / "away")
     report = check_dir(sweep_copy)
-    assert any(f"combined_models.csv: holds studies that are not complete and intact on disk: "
-               f"{OTHER}" in p for p in report.problems), report.problems
+    assert any(f"combined_models.csv: holds studies that are not complete on disk: {OTHER}"
+               in p for p in report.problems), report.problems
+    shutil.move(sweep_copy / "away", sweep_copy / "studies" / OTHER)
+    assert check_dir(sweep_copy).ok
+    # A damaged study is named by its own report, whichever table holds it (a combine leaves
+    # it out, a sweep skips it: rerunning either would not clear a table problem).
+    (sweep_copy / "studies" / OTHER / R.REPORT).write_text("edited")
+    problems = check_dir(sweep_copy).problems
+    assert problems and not any("combined_" in p for p in problems), problems
     with pytest.warns(UserWarning, match="left out"):
+        _edit_models(sweep_copy / "studies" / OTHER, lambda d: d.head(1))
         sweep.combine(sweep_copy)
-    assert not any("combined_" in p for p in check_dir(sweep_copy).problems)
+    problems = check_dir(sweep_copy).problems
+    assert problems and not any("combined_" in p for p in problems), problems
     (sweep_copy / sweep.COMBINED_MODELS).unlink()
     assert "combined_models.csv missing though 3 studies are complete" in \
         check_dir(sweep_copy).text()
+    # ... but not while the sweep is still running (it combines at the end of each worker)
+    shutil.rmtree(sweep_copy / "studies" / "dropout")
+    assert "combined_models.csv missing" not in check_dir(sweep_copy).text()
+
+
+def test_check_reads_study_names_as_written(sweep_copy):
+    """Study names that pandas would parse as NaN ("None") or numbers ("1e-3") match their
+    folders."""
+    record = json.loads((sweep_copy / sweep.SPEC).read_text())
+    renames = {PLAIN: "None", OTHER: "1e-3"}
+    for study in record["studies"]:
+        if study["name"] in renames:
+            new = renames[study["name"]]
+            (sweep_copy / "studies" / study["name"]).rename(sweep_copy / "studies" / new)
+            study["name"] = new
+    (sweep_copy / sweep.SPEC).write_text(json.dumps(record))
+    for name in (sweep.COMBINED_MODELS, sweep.COMBINED_SUMMARY, sweep.COMBINED_CONTRASTS):
+        path = sweep_copy / name
+        if path.exists():
+            text = path.read_text()
+            for old, new in renames.items():
+                text = text.replace(old, new)
+            path.write_text(text)
+    assert check_dir(sweep_copy).ok, check_dir(sweep_copy).text()
 
 
 def test_check_on_odd_entries_says_what_they_are(sweep_copy, tmp_path, monkeypatch):
@@ -448,6 +487,18 @@ def test_check_on_odd_entries_says_what_they_are(sweep_copy, tmp_path, monkeypat
     monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
     assert any("sweep.json: unreadable (PermissionError" in p
                for p in check_dir(sweep_copy).problems)
+    import builtins
+
+    real_open = builtins.open
+
+    def denying_open(file, *args, **kwargs):
+        if str(file).endswith(R.EPOCHS):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", denying_open)
+    assert any("epochs.csv: unreadable table (PermissionError" in p
+               for p in check_dir(run).problems)
 
 
 def test_scores_no_valid_model_has_are_said(sweep_copy, capsys):
