@@ -96,6 +96,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def blocking_file(folder: str | os.PathLike) -> Path | None:
+    """What stops `folder` from being created or used as a folder: the nearest existing one of
+    it and the folders above it, when that is not a directory (a file, a broken link); None
+    when nothing does."""
+    folder = Path(folder)
+    for f in (folder, *folder.parents):
+        if f.exists() or f.is_symlink():
+            return None if f.is_dir() else f
+    return None
+
+
 def check_output_file(path: str | os.PathLike, *, outside: str | os.PathLike | None = None,
                       option: str = "--out") -> Path:
     """`path` as a Path, or ResultsError before any work when a file cannot be written there:
@@ -104,11 +115,9 @@ def check_output_file(path: str | os.PathLike, *, outside: str | os.PathLike | N
     path = Path(path)
     if path.is_dir():
         raise ResultsError(f"{option} {path}: is a directory; name a file to write")
-    for folder in path.parents:
-        if folder.exists() or folder.is_symlink():
-            if not folder.is_dir():
-                raise ResultsError(f"{option} {path}: {folder} exists and is not a directory")
-            break
+    blocking = blocking_file(path.parent)
+    if blocking is not None:
+        raise ResultsError(f"{option} {path}: {blocking} exists and is not a directory")
     if outside is not None:
         run = Path(outside).resolve()
         if run == path.resolve() or run in path.resolve().parents:

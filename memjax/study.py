@@ -187,11 +187,9 @@ def check_workdir(workdir: str | Path, kind: str = "run") -> Path:
     from memjax.sweep import SPEC
 
     workdir = Path(workdir)
-    for folder in (workdir, *workdir.parents):
-        if folder.exists() or folder.is_symlink():
-            if not folder.is_dir():
-                raise ConfigError(f"workdir {workdir}: {folder} exists and is not a directory")
-            break
+    blocking = R.blocking_file(workdir)
+    if blocking is not None:
+        raise ConfigError(f"workdir {workdir}: {blocking} exists and is not a directory")
     other = (SPEC,) if kind == "run" else (R.CONFIG, R.MANIFEST)
     for name in other:
         if (workdir / name).exists():
@@ -210,17 +208,15 @@ def check_workdir(workdir: str | Path, kind: str = "run") -> Path:
     return workdir
 
 
-# The files of a run directory (`clear_outputs` removes them before they are written anew).
-RUN_FILES = (R.CONFIG, R.MANIFEST, R.REPORT, R.SUMMARY, R.MODELS_CSV, R.MODELS_PARQUET,
-             R.ARRAYS, R.POPULATION, R.EPOCHS)
+# The files of a run directory: scoring's (the manifest first) and training's outputs.
+SCORE_FILES = (R.MANIFEST, R.REPORT, R.SUMMARY, R.MODELS_CSV, R.MODELS_PARQUET, R.ARRAYS)
+TRAIN_FILES = (R.POPULATION, R.EPOCHS)
+RUN_FILES = (R.CONFIG, *SCORE_FILES, *TRAIN_FILES)
 
 
 def clear_outputs(workdir: Path, keep_training: bool = False) -> None:
     """Removes a run directory's outputs (the manifest first, so a kill leaves it incomplete)."""
-    names = [R.MANIFEST, R.REPORT, R.SUMMARY, R.MODELS_CSV, R.MODELS_PARQUET, R.ARRAYS]
-    if not keep_training:
-        names += [R.POPULATION, R.EPOCHS]
-    for name in names:
+    for name in SCORE_FILES + (() if keep_training else TRAIN_FILES):
         (workdir / name).unlink(missing_ok=True)
     if (workdir / R.FIGURES).is_dir():
         for f in (workdir / R.FIGURES).glob("*.png"):
