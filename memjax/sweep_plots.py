@@ -168,7 +168,7 @@ def plot_paired_by_study(summary: pd.DataFrame, scores: tuple[str, ...] = ("M_sc
     _need_columns(summary, ("study", "score", *numeric), fn, "summary table")
     for sc in scores:
         _need_score(summary, sc, fn, "summary table")
-    diff = [_floats(summary, col, fn, "summary table") for col in numeric][0]
+    diff, *_ = [_floats(summary, col, fn, "summary table") for col in numeric]  # each checked
     s = summary[summary["score"].isin(scores) & np.isfinite(diff)]
     if s.empty:
         return None
@@ -206,7 +206,7 @@ def plot_contrasts(contrasts: pd.DataFrame, score: str = "M_score",
     numeric = ("contrast", "contrast_lo", "contrast_hi", "p", "p_holm")
     _need_columns(contrasts, ("study", "reference", "score", *numeric), fn, "contrasts table")
     _need_score(contrasts, score, fn, "contrasts table")
-    contrast = [_floats(contrasts, col, fn, "contrasts table") for col in numeric][0]
+    contrast, *_ = [_floats(contrasts, col, fn, "contrasts table") for col in numeric]
     c = contrasts[(contrasts["score"] == score) & np.isfinite(contrast)]
     if c.empty:
         return None
