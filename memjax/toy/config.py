@@ -15,7 +15,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
-from memjax.config import SEED_MAX
+from memjax.config import SEED_MAX, _f32_positive
 from memjax.errors import ConfigError
 
 
@@ -153,15 +153,6 @@ class ToyConfig:
         for name in ("data_seed", "root_seed"):
             integer(name, 0, SEED_MAX - 1)
         return self
-
-
-def _f32_positive(x: float) -> bool:
-    """Positive and finite once cast to float32 (what reaches XLA)."""
-    import numpy as np
-
-    with np.errstate(over="ignore", under="ignore"):
-        v = np.float32(x)
-    return bool(np.isfinite(v) and v > 0)
 
 
 TOY_REFERENCE = ToyConfig()
