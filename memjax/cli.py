@@ -161,6 +161,20 @@ def _influence(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `memjax` command; its exit status (2 for a refused input, 141 when the reader of its
+    output left early, as in `memjax check DIR | head`, which is no error of the command's)."""
+    try:
+        status = _main(argv)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 128 + 13  # the shell's status for a process ended by SIGPIPE
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
         args = _parser().parse_args(["run", *(argv or [])])

@@ -513,3 +513,11 @@ def test_scores_no_valid_model_has_are_said(sweep_copy, capsys):
     assert "no valid model has a finite value of M_score, M6" in capsys.readouterr().out
     res.models["valid"] = False  # every model diverged: said otherwise, not twice
     assert report.scores_without_values(res.models, ["M_score"]) == []
+
+
+def test_a_reader_leaving_early_is_no_traceback():
+    """`memjax presets | head -1`: the pipe closes before memjax writes (BrokenPipeError)."""
+    proc = subprocess.Popen([*CLI, "presets"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the child has imported anything, so its write fails
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "Error" not in err, err
