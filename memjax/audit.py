@@ -472,10 +472,10 @@ def audit_sweep(sweep_dir: str | Path, scores: Sequence[str] = AUDIT_SCORES, *,
     import pandas as pd
 
     from memjax.paths import safe_join
-    from memjax.results import ResultsError, read_table
+    from memjax.results import COMBINED_MODELS, STUDIES, ResultsError, read_table
 
     sweep_dir = Path(sweep_dir)
-    combined = sweep_dir / "combined_models.csv"
+    combined = sweep_dir / COMBINED_MODELS
     if not combined.is_file():
         raise ResultsError(f"{combined}: missing; run `memjax sweep SPEC --out {sweep_dir}`")
     table = read_table(combined)
@@ -483,8 +483,8 @@ def audit_sweep(sweep_dir: str | Path, scores: Sequence[str] = AUDIT_SCORES, *,
         raise ResultsError(f"{combined}: no 'study' column")
     tables = []
     for name in table["study"].drop_duplicates():
-        run = safe_join(sweep_dir / "studies", str(name), what=f"{combined.name}: study")
-        if len(run.relative_to(sweep_dir / "studies").parts) != 1:
+        run = safe_join(sweep_dir / STUDIES, str(name), what=f"{combined.name}: study")
+        if len(run.relative_to(sweep_dir / STUDIES).parts) != 1:
             raise ResultsError(f"{combined}: study {name!r} is not a folder of studies/")
         tables.append(audit_run(run, scores, delta=delta, **kwargs).assign(study=name))
     if not tables:

@@ -36,12 +36,11 @@ SCORED_FILES = (R.CONFIG, R.POPULATION, R.EPOCHS, R.MODELS_CSV, R.SUMMARY, R.ARR
 TRAINED_FILES = (R.CONFIG, R.EPOCHS, R.POPULATION)
 _SCORE_OUTPUTS = (R.MODELS_CSV, R.SUMMARY, R.ARRAYS, R.REPORT, R.MANIFEST)
 CHUNKS = getattr(R, "CHUNKS", "chunks")  # finished training chunks of an interrupted run
-SWEEP_SPEC = "sweep.json"  # memjax.sweep.SPEC (not imported: checking needs no sweep code)
-SWEEP_STUDIES = "studies"  # memjax.sweep.STUDIES
-# memjax.sweep's combined tables: the models and summary tables hold exactly the complete
-# studies; the contrasts table a subset of them.
-COMBINED_TABLES = ("combined_models.csv", "combined_summary.csv")
-COMBINED_CONTRASTS = "combined_contrasts.csv"
+SWEEP_SPEC, SWEEP_STUDIES = R.SWEEP_SPEC, R.STUDIES
+# memjax.sweep's combined tables: the models and summary tables hold every complete study;
+# the contrasts table some of them.
+COMBINED_TABLES = (R.COMBINED_MODELS, R.COMBINED_SUMMARY)
+COMBINED_CONTRASTS = R.COMBINED_CONTRASTS
 # A table header wider than this is not a memjax table (pandas' handling of duplicate column
 # names is quadratic: a hostile 8 MB header would take hours).
 MAX_COLUMNS = 10_000
@@ -162,9 +161,7 @@ def _check_combined(sweep: Path, tables: dict, scored: dict[str, bool], *, finis
         if "study" not in tables[name].columns:
             report.problems.append(f"{name}: no 'study' column; not a combined table")
             continue
-        # Study names as written: pandas would read "None" as NaN and "1e-3" as 0.001.
-        held = set(pd.read_csv(sweep / name, usecols=["study"], dtype=str,
-                               keep_default_na=False)["study"])
+        held = set(R.read_study_names(sweep / name))
         extra = sorted(held - set(scored))
         if extra:
             report.problems.append(f"{name}: holds studies that are not complete on disk: "

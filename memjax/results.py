@@ -49,6 +49,13 @@ REPORT = "report.md"
 MANIFEST = "MANIFEST.json"
 FIGURES = "figures"
 CHUNKS = "chunks"
+# A sweep directory (`memjax.sweep`): sweep.json, one run directory per study under studies/,
+# and the combined tables.
+SWEEP_SPEC = "sweep.json"
+STUDIES = "studies"
+COMBINED_MODELS = "combined_models.csv"
+COMBINED_SUMMARY = "combined_summary.csv"
+COMBINED_CONTRASTS = "combined_contrasts.csv"
 
 
 def _current_umask() -> int:
@@ -170,6 +177,12 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise
     except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError, OSError ...
         raise ResultsError(f"{path}: unreadable or corrupt ({type(e).__name__}: {e})") from e
+
+
+def read_study_names(path: str | os.PathLike) -> pd.Series:
+    """The `study` column of a sweep's combined table, as written: pandas' default parsing
+    would turn a study named "None" into NaN and one named "1e-3" into 0.001."""
+    return pd.read_csv(path, usecols=["study"], dtype=str, keep_default_na=False)["study"]
 
 
 def write_table(path_csv: str | os.PathLike, table: pd.DataFrame, parquet: bool = False) -> None:

@@ -184,16 +184,14 @@ def check_workdir(workdir: str | Path, kind: str = "run") -> Path:
     not a directory (so nothing is computed only to fail at the first write), or when it holds
     the other kind of result: a run (`kind` "run") never goes into a sweep directory, nor a
     sweep ("sweep") into a run directory, where `memjax check` would see only one of them."""
-    from memjax.sweep import SPEC
-
     workdir = Path(workdir)
     blocking = R.blocking_file(workdir)
     if blocking is not None:
         raise ConfigError(f"workdir {workdir}: {blocking} exists and is not a directory")
-    other = (SPEC,) if kind == "run" else (R.CONFIG, R.MANIFEST)
+    other = (R.SWEEP_SPEC,) if kind == "run" else (R.CONFIG, R.MANIFEST)
     for name in other:
         if (workdir / name).exists():
-            held = "a sweep" if name == SPEC else "a run"
+            held = "a sweep" if name == R.SWEEP_SPEC else "a run"
             raise ConfigError(f"workdir {workdir}: holds {held} ({name}); a {kind} needs a "
                               "directory of its own")
     if kind == "run":

@@ -49,11 +49,12 @@ from memjax.paths import safe_join
 from memjax.presets import get_preset
 from memjax.stats import contrast_studies
 
-STUDIES = "studies"
-SPEC = "sweep.json"
-COMBINED_MODELS = "combined_models.csv"
-COMBINED_SUMMARY = "combined_summary.csv"
-COMBINED_CONTRASTS = "combined_contrasts.csv"
+# The sweep directory's layout (names kept here for callers; defined in `memjax.results`).
+STUDIES = R.STUDIES
+SPEC = R.SWEEP_SPEC
+COMBINED_MODELS = R.COMBINED_MODELS
+COMBINED_SUMMARY = R.COMBINED_SUMMARY
+COMBINED_CONTRASTS = R.COMBINED_CONTRASTS
 # Scores whose UF-minus-twin effect is contrasted between studies (`stats.contrast_studies`).
 CONTRAST_SCORES = ("M_score", "PD_M", "M2")
 
@@ -254,9 +255,13 @@ def read_record(sweep_dir: str | Path) -> dict:
     return record
 
 
+def _study_list(studies: list[SweepStudy]) -> list[dict]:
+    """sweep.json's "studies": each study's name and overrides, as JSON reads them back."""
+    return json.loads(json.dumps([{"name": s.name, "set": list(s.sets)} for s in studies]))
+
+
 def _record(spec: dict, studies: list[SweepStudy]) -> dict:
-    return json.loads(json.dumps(
-        {"spec": spec, "studies": [{"name": s.name, "set": list(s.sets)} for s in studies]}))
+    return {"spec": json.loads(json.dumps(spec)), "studies": _study_list(studies)}
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -329,7 +334,7 @@ def combine(sweep_dir: str | Path, studies: list[SweepStudy] | None = None) -> p
     record = read_record(sweep_dir)
     if studies is None:
         studies = expand(record["spec"])
-    elif record["studies"] != _record({}, studies)["studies"]:
+    elif record["studies"] != _study_list(studies):
         raise ConfigError(f"{sweep_dir / SPEC}: this sweep directory holds another sweep than "
                           "the spec given; combine it with its own spec")
     # Workers of a sharded sweep combine one after another: the last to enter sees every study
