@@ -472,17 +472,17 @@ def audit_sweep(sweep_dir: str | Path, scores: Sequence[str] = AUDIT_SCORES, *,
     import pandas as pd
 
     from memjax.paths import safe_join
-    from memjax.results import COMBINED_MODELS, STUDIES, ResultsError, read_table
+    from memjax.results import COMBINED_MODELS, STUDIES, ResultsError, read_study_names, read_table
 
     sweep_dir = Path(sweep_dir)
     combined = sweep_dir / COMBINED_MODELS
     if not combined.is_file():
         raise ResultsError(f"{combined}: missing; run `memjax sweep SPEC --out {sweep_dir}`")
-    table = read_table(combined)
+    table = read_table(combined)  # parses, or a ResultsError naming the file
     if "study" not in table.columns:
         raise ResultsError(f"{combined}: no 'study' column")
     tables = []
-    for name in table["study"].drop_duplicates():
+    for name in read_study_names(combined).drop_duplicates():  # "None" stays a name
         run = safe_join(sweep_dir / STUDIES, str(name), what=f"{combined.name}: study")
         if len(run.relative_to(sweep_dir / STUDIES).parts) != 1:
             raise ResultsError(f"{combined}: study {name!r} is not a folder of studies/")

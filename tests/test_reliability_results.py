@@ -420,11 +420,8 @@ def test_check_compares_the_combined_tables_with_the_studies(sweep_copy):
     assert "combined_models.csv missing" not in check_dir(sweep_copy).text()
 
 
-def test_check_reads_study_names_as_written(sweep_copy):
-    """Study names that pandas would parse as NaN ("None") or numbers ("1e-3") match their
-    folders."""
+def _rename_studies(sweep_copy, renames):
     record = json.loads((sweep_copy / sweep.SPEC).read_text())
-    renames = {PLAIN: "None", OTHER: "1e-3"}
     for study in record["studies"]:
         if study["name"] in renames:
             new = renames[study["name"]]
@@ -438,7 +435,22 @@ def test_check_reads_study_names_as_written(sweep_copy):
             for old, new in renames.items():
                 text = text.replace(old, new)
             path.write_text(text)
+
+
+# Study names that pandas would parse as NaN ("None") or numbers ("1e-3").
+ODD_NAMES = {PLAIN: "None", OTHER: "1e-3"}
+
+
+def test_check_reads_study_names_as_written(sweep_copy):
+    _rename_studies(sweep_copy, ODD_NAMES)
     assert check_dir(sweep_copy).ok, check_dir(sweep_copy).text()
+
+
+def test_audit_sweep_reads_study_names_as_written(sweep_copy):
+    from memjax.audit import audit_sweep
+
+    _rename_studies(sweep_copy, ODD_NAMES)
+    assert {"None", "1e-3"} <= set(audit_sweep(sweep_copy)["study"])  # before: folder "nan"
 
 
 def test_check_on_odd_entries_says_what_they_are(sweep_copy, tmp_path, monkeypatch):
