@@ -403,8 +403,10 @@ def load(run_dir: str | os.PathLike) -> RunResults:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """A CSV table of a run directory; ResultsError if it cannot be parsed."""
+    """A CSV table of a run directory; ResultsError if it is missing or cannot be parsed."""
     try:
         return pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: missing") from None
+    except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
         raise ResultsError(f"{path}: unreadable table ({type(e).__name__}: {e})") from e

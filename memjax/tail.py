@@ -229,7 +229,7 @@ def tail_study(workdir: str | Path, *, edges: tuple[float, ...] = EDGES, progres
     from memjax.study import load_trained, score_prepared
 
     _, prep, variables, _ = load_trained(workdir, "analyse", also=(R.MODELS_CSV,))
-    models = R.load(workdir).models
+    models = R.read_table(Path(workdir) / R.MODELS_CSV)  # the table only, not arrays.npz
     probes, out = score_prepared(prep, variables, progress=progress, clip=False)
     y_star = prep.table["canary_label"].to_numpy()
     terms = tail_terms(out.per_probe["kl_q_uf"], out.per_probe["kl_q_ctrl"], y_star,
