@@ -39,12 +39,13 @@ Caveats (see docs/audit.md):
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import special
+
+from memjax.argtypes import is_int, is_real
 
 if TYPE_CHECKING:
     from memjax.config import TrainConfig
@@ -74,17 +75,10 @@ _SERIES_TOL = 30.0
 _SERIES_MAX_TERMS = 1000
 
 
-def _is_real(x: Any) -> bool:
-    """A real number (Python, NumPy scalar or 0-d array), not a bool or a string."""
-    if isinstance(x, np.ndarray) and x.ndim == 0:
-        x = x[()]
-    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
-
-
 def _check_noise(fn: str, noise_multiplier: Any) -> None:
     """ValueError naming `noise_multiplier` (after "fn: " when fn is given) unless it is 0 or a
     number in [MIN_NOISE, MAX_NOISE] (compared in float64: MAX_NOISE overflows float32)."""
-    if not (_is_real(noise_multiplier) and (float(noise_multiplier) == 0
+    if not (is_real(noise_multiplier) and (float(noise_multiplier) == 0
                                             or MIN_NOISE <= float(noise_multiplier) <= MAX_NOISE)):
         raise ValueError(f"{fn + ': ' if fn else ''}noise_multiplier={noise_multiplier!r} must be "
                          f"0 or a number in [{MIN_NOISE:g}, {MAX_NOISE:g}]")
@@ -177,7 +171,7 @@ def rdp_sampled_gaussian(q: float, noise_multiplier: float, orders: Sequence[flo
       ValueError: q not a number in [0, 1], a noise multiplier outside that range, no orders,
         or an order <= 1, above MAX_ORDER or NaN.
     """
-    if not (_is_real(q) and 0.0 <= q <= 1.0):
+    if not (is_real(q) and 0.0 <= q <= 1.0):
         raise ValueError(f"rdp_sampled_gaussian: sampling rate q={q!r} must be in [0, 1]")
     _check_noise("rdp_sampled_gaussian", noise_multiplier)
     orders = _check_orders("rdp_sampled_gaussian", orders, allow_inf=True)
@@ -216,7 +210,7 @@ def rdp_to_epsilon(
     """
     if conversion not in CONVERSIONS:
         raise ValueError(f"rdp_to_epsilon: conversion={conversion!r}; use one of {CONVERSIONS}")
-    if not (_is_real(delta) and 0.0 < delta < 1.0):
+    if not (is_real(delta) and 0.0 < delta < 1.0):
         raise ValueError(f"rdp_to_epsilon: delta={delta!r} must be in (0, 1)")
     orders = _check_orders("rdp_to_epsilon", orders, allow_inf=True)
     try:
@@ -262,7 +256,7 @@ MAX_COUNT = 2**53  # steps, examples, batch size, epochs: integers a float holds
 def _is_count(x: Any, lo: int) -> bool:
     """An integer in [lo, MAX_COUNT]: an int (Python or NumPy) or a float with an integer value,
     not a bool."""
-    if isinstance(x, numbers.Integral) and not isinstance(x, bool):
+    if is_int(x):
         return lo <= x <= MAX_COUNT
     if isinstance(x, (float, np.floating)):
         return bool(math.isfinite(x) and float(x).is_integer() and lo <= x <= MAX_COUNT)
@@ -274,11 +268,11 @@ def _check_args(noise_multiplier: float, sample_rate: float, steps: int, delta: 
     sample_rate a number in [0, 1], steps an integer in [0, MAX_COUNT] and delta a number in
     (0, 1)."""
     _check_noise("", noise_multiplier)
-    if not (_is_real(sample_rate) and 0.0 <= sample_rate <= 1.0):
+    if not (is_real(sample_rate) and 0.0 <= sample_rate <= 1.0):
         raise ValueError(f"sample_rate={sample_rate!r} must be in [0, 1] (batch size / training set size)")
     if not _is_count(steps, 0):
         raise ValueError(f"steps={steps!r} must be an integer in [0, 2**53]")
-    if not (_is_real(delta) and 0.0 < delta < 1.0):
+    if not (is_real(delta) and 0.0 < delta < 1.0):
         raise ValueError(f"delta={delta!r} must be in (0, 1)")
 
 
@@ -436,10 +430,10 @@ def noise_multiplier_for_epsilon(
         > 0, bad `dp_sgd_epsilon` arguments, or a target not reached by noise multipliers up
         to 1000.
     """
-    if not (_is_real(target_epsilon) and math.isfinite(target_epsilon) and target_epsilon > 0):
+    if not (is_real(target_epsilon) and math.isfinite(target_epsilon) and target_epsilon > 0):
         raise ValueError(f"noise_multiplier_for_epsilon: target_epsilon={target_epsilon!r} must "
                          "be a finite number > 0")
-    if not (_is_real(tol) and math.isfinite(tol) and tol > 0):
+    if not (is_real(tol) and math.isfinite(tol) and tol > 0):
         raise ValueError(f"noise_multiplier_for_epsilon: tol={tol!r} must be a finite number > 0")
     _check_args(1.0, sample_rate, steps, delta)
     if steps == 0 or sample_rate == 0:
@@ -481,11 +475,11 @@ def group_privacy(epsilon: float, delta: float, k: int = 2) -> tuple[float, floa
     Raises:
       ValueError: naming the argument outside those ranges.
     """
-    if not (_is_real(epsilon) and math.isfinite(epsilon) and epsilon >= 0):
+    if not (is_real(epsilon) and math.isfinite(epsilon) and epsilon >= 0):
         raise ValueError(f"group_privacy: epsilon={epsilon!r} must be a finite number >= 0")
-    if not (_is_real(delta) and 0.0 <= delta < 1.0):
+    if not (is_real(delta) and 0.0 <= delta < 1.0):
         raise ValueError(f"group_privacy: delta={delta!r} must be in [0, 1)")
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= 2**53:
+    if not is_int(k, 1, 2**53):
         raise ValueError(f"group_privacy: k={k!r} must be an integer in [1, 2**53]")
     if k <= 100_000:  # the direct sum, unless it overflows
         try:

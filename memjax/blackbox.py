@@ -16,7 +16,6 @@ Shapes: P probes, B batch, H, W, K image height, width, channels, C classes.
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -25,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from memjax import score as score_lib
+from memjax.argtypes import is_int
 from memjax.config import SEED_MAX, FeatureConfig
 from memjax.features import control_bitmaps, feature_bitmap, insert, render, render_feature
 
@@ -101,8 +101,7 @@ def _check_outputs(logits: list[np.ndarray], n: int, num_classes: int, y_star: i
 
 def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
     """value as an int; ValueError naming `name` unless it is an integer in [lo, hi)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo or (
-            hi is not None and value >= hi):
+    if not is_int(value, lo, np.inf if hi is None else hi - 1):
         where = f">= {lo}" if hi is None else f"in [{lo}, {hi})"
         raise ValueError(f"audit_predict_fn: {name}={value!r} must be an integer {where}")
     return int(value)

@@ -26,7 +26,6 @@ Files (data only, atomic writes):
 """
 from __future__ import annotations
 
-import numbers
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ import pandas as pd
 
 from memjax import influence as I
 from memjax import results as R
+from memjax.argtypes import is_int
 from memjax.config import StudyConfig, to_dict
 from memjax.errors import ConfigError
 
@@ -72,8 +72,7 @@ def run_influence_study(cfg: StudyConfig, out: str | Path, *, k: int = 1, which:
         raise ConfigError(f"rank_at={rank_at!r}: choose one of {RANK_AT}")
     if rank_seeds < 0:
         raise ConfigError(f"rank_seeds={rank_seeds}: must be >= 0")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
-            or batch_size < 1:
+    if not is_int(batch_size, 1):
         raise ConfigError(f"batch_size={batch_size!r}: must be an integer >= 1")
     t0 = time.perf_counter()
     out = check_workdir(out)

@@ -35,12 +35,12 @@ a target interval half-width (`seeds_needed`).
 from __future__ import annotations
 
 import math
-import numbers
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats as sps
 
+from memjax.argtypes import is_int, is_real
 from memjax.stats import _check_boot, _check_scores
 
 if TYPE_CHECKING:
@@ -67,14 +67,6 @@ def _check_table(fn: str, table: Any) -> np.ndarray:
                          f"{int((~np.isfinite(y)).sum())} non-finite cells (keep the largest "
                          "complete sub-table: crossed_table)")
     return y
-
-
-def _is_real(x: Any) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
-def _is_int(x: Any, lo: int, hi: float = math.inf) -> bool:
-    return (isinstance(x, numbers.Integral) and not isinstance(x, bool)) and lo <= x <= hi
 
 
 def largest_complete(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -306,10 +298,10 @@ def mean_se(var_init: float, var_order: float, var_residual: float, n_init: int,
     """
     for name, v in (("var_init", var_init), ("var_order", var_order),
                     ("var_residual", var_residual)):
-        if not (_is_real(v) and math.isfinite(v) and v >= 0):
+        if not (is_real(v) and math.isfinite(v) and v >= 0):
             raise ValueError(f"mean_se: {name}={v!r} must be a finite number >= 0")
     for name, n in (("n_init", n_init), ("n_order", n_order)):
-        if not (n is None and name == "n_order") and not _is_int(n, 1, MAX_SEEDS):
+        if not (n is None and name == "n_order") and not is_int(n, 1, MAX_SEEDS):
             raise ValueError(f"mean_se: {name}={n!r} must be an integer in [1, 2**53]"
                              + (" or None" if name == "n_order" else ""))
     n_init, n_order = int(n_init), None if n_order is None else int(n_order)
@@ -330,10 +322,10 @@ def seeds_needed(sd: float, half_width: float, alpha: float = 0.05, max_n: int =
       ValueError: sd not a number >= 0, half_width not a number > 0, alpha outside (0, 1), or
         max_n not an integer in [2, MAX_SEEDS].
     """
-    if not (_is_real(sd) and _is_real(half_width) and sd >= 0 and half_width > 0):
+    if not (is_real(sd) and is_real(half_width) and sd >= 0 and half_width > 0):
         raise ValueError(f"seeds_needed: sd={sd!r} must be >= 0 and half_width={half_width!r} > 0")
     _check_boot("seeds_needed", 1, alpha)
-    if not _is_int(max_n, 2, MAX_SEEDS):
+    if not is_int(max_n, 2, MAX_SEEDS):
         raise ValueError(f"seeds_needed: max_n={max_n!r} must be an integer in [2, 2**53]")
     lo, hi = 2, max_n + 1
 

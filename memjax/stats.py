@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import stats as sps
 
+from memjax.argtypes import is_int, is_real
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -33,9 +35,9 @@ _CHUNK_ELEMENTS = 1 << 22
 def _check_boot(fn: str, n_boot: Any, alpha: Any = 0.05) -> None:
     """Raises ValueError naming `n_boot` or `alpha` of `fn` unless n_boot is an integer >= 1 and
     alpha a number in (0, 1)."""
-    if isinstance(n_boot, bool) or not isinstance(n_boot, numbers.Integral) or n_boot < 1:
+    if not is_int(n_boot, 1):
         raise ValueError(f"{fn}: n_boot={n_boot!r} must be an integer >= 1 (bootstrap resamples)")
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha < 1:
+    if not (is_real(alpha) and 0 < alpha < 1):
         raise ValueError(f"{fn}: alpha={alpha!r} must be a number in (0, 1), e.g. 0.05 for "
                          "95% intervals")
 

@@ -12,9 +12,9 @@ Overrides go through `dataclasses.replace`.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
+from memjax.argtypes import is_int, is_real
 from memjax.config import SEED_MAX, _f32_positive
 from memjax.errors import ConfigError
 
@@ -113,11 +113,11 @@ class ToyConfig:
           ConfigError: naming the field at fault and the values it accepts.
         """
         def real(x) -> bool:
-            return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+            return is_real(x) and math.isfinite(x)
 
         def integer(name: str, lo: int, hi: int) -> None:
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not lo <= v <= hi:
+            if not is_int(v, lo, hi):
                 raise ConfigError(f"ToyConfig.{name} is {v!r}; it must be an integer in "
                                   f"[{lo}, {hi}].")
 
@@ -137,15 +137,13 @@ class ToyConfig:
             raise ConfigError(f"ToyConfig.learning_rate is {self.learning_rate!r}; it must be > 0 "
                               "and finite in float32 (1e-60 would be 0 there).")
         if (not isinstance(self.hidden, (tuple, list)) or not 1 <= len(self.hidden) <= MAX_LAYERS
-                or any(isinstance(h, bool) or not isinstance(h, numbers.Integral)
-                       or not 1 <= h <= MAX_WIDTH for h in self.hidden)):
+                or not all(is_int(h, 1, MAX_WIDTH) for h in self.hidden)):
             raise ConfigError(f"ToyConfig.hidden is {self.hidden!r}; give 1 to {MAX_LAYERS} "
                               f"integer widths in [1, {MAX_WIDTH}].")
         if not (real(self.alpha) and 0 < self.alpha < 1):
             raise ConfigError(f"ToyConfig.alpha is {self.alpha!r}; it must lie in (0, 1).")
         if self.chunk_size is not None and (
-                isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, numbers.Integral)
-                or self.chunk_size < 1):
+                not is_int(self.chunk_size, 1)):
             raise ConfigError(f"ToyConfig.chunk_size is {self.chunk_size!r}; use an integer >= 1 "
                               "or None.")
         if self.runs_axis not in RUNS_AXES:
